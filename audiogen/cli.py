@@ -1,0 +1,262 @@
+"""The `audiogen` command line: parse, call the library, report user errors in one line (exit 2).
+
+    audiogen info
+    audiogen codec encode IN.wav -o OUT.npz [--codec DIR|encodec_24khz] [--bandwidth KBPS]
+    audiogen codec decode IN.npz -o OUT.wav
+    audiogen codec eval AUDIO_DIR [--codec ...]
+    audiogen train codec RECIPE.toml -o RUN_DIR [--resume] [--section.key=value ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .errors import AudiogenError
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a usage mistake in one line, exit status 2."""
+
+    def error(self, message: str):  # noqa: D401 - argparse API
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+
+
+def _device(name: str):
+    from .train import resolve_device
+
+    return resolve_device(name)
+
+
+# ---------------------------------------------------------------------- info
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    import platform
+
+    import encodec
+    import torch
+    import torchaudio
+
+    from . import __version__
+    from .codec import PRETRAINED, find_pretrained
+    from .codec.encodec import hub_dir
+
+    print(f"audiogen {__version__}")
+    print(f"python {platform.python_version()}, torch {torch.__version__}, torchaudio {torchaudio.__version__}, "
+          f"encodec {getattr(encodec, '__version__', '?')}")
+    cuda = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
+    print(f"device: cpu ({torch.get_num_threads()} threads), cuda: {cuda}")
+    print(f"pretrained codecs (looked in {hub_dir()}):")
+    for name in PRETRAINED:
+        found = find_pretrained(name)
+        print(f"  {name}: {found if found else 'not found'}")
+    try:
+        from .defaults import default_model_dir
+
+        path = default_model_dir()
+        print(f"default model: {path if path else 'not bundled'}")
+    except ImportError:
+        print("default model: not bundled")
+    return 0
+
+
+# ---------------------------------------------------------------------- codec
+
+
+def _load_codec(spec: str | None, bandwidth: float | None):
+    from .codec import load_codec
+
+    if spec is None:
+        from .defaults import default_codec_dir
+
+        spec = default_codec_dir()
+        if spec is None:
+            raise AudiogenError("no codec given and no bundled default codec: pass --codec DIR|encodec_24khz")
+    return load_codec(spec, bandwidth=bandwidth), str(spec)
+
+
+def cmd_codec_encode(args: argparse.Namespace) -> int:
+    import torch
+
+    from . import audio
+    from .codec import files
+
+    codec, spec = _load_codec(args.codec, args.bandwidth)
+    codec = codec.to(_device(args.device))
+    wav, sr = audio.load(args.input)
+    length = audio.seconds_to_samples(wav.shape[-1] / sr, codec.sample_rate)
+    wav = audio.prepare(wav, sr, target_rate=codec.sample_rate, channels=codec.channels)[None]
+    scale = None
+    if getattr(codec.config, "normalize", False):
+        scale = float(codec.input_scale(wav).flatten()[0])
+    with torch.inference_mode():
+        codes = codec.encode(wav.to(next(codec.parameters()).device))[0].cpu()
+    files.save(args.output, files.CodeFile(
+        codes=codes, sample_rate=codec.sample_rate, channels=codec.channels, length=length, codec=spec,
+        bandwidth=args.bandwidth, identity=codec.identity, scale=scale), codec.codebook_size)
+    if not args.quiet:
+        print(f"{args.output}: {codes.shape[0]} codebooks x {codes.shape[1]} frames "
+              f"({codec.frame_rate:g} Hz, {getattr(codec.config, 'kbps', 0):.2f} kbps)")
+    return 0
+
+
+def cmd_codec_decode(args: argparse.Namespace) -> int:
+    import torch
+
+    from . import audio
+    from .codec import files
+
+    item = files.load(args.input)
+    codec, _ = _load_codec(args.codec or item.codec, item.bandwidth)
+    if codec.identity.get("config_hash") != item.identity.get("config_hash"):
+        raise AudiogenError(f"{args.input} was made by a different codec ({item.identity.get('name')}); pass --codec")
+    if item.codes.shape[0] != codec.num_codebooks:
+        raise AudiogenError(f"{args.input}: {item.codes.shape[0]} codebooks, codec uses {codec.num_codebooks}")
+    codec = codec.to(_device(args.device))
+    with torch.inference_mode():
+        wav = codec.decode(item.codes[None].to(next(codec.parameters()).device), length=item.length)[0].cpu()
+    if item.scale is not None:
+        wav = wav * (item.scale / codec.REFERENCE_RMS)
+    audio.save(args.output, wav.clamp(-1, 1), codec.sample_rate)
+    if not args.quiet:
+        print(f"{args.output}: {wav.shape[-1] / codec.sample_rate:.2f} s at {codec.sample_rate} Hz")
+    return 0
+
+
+def cmd_codec_eval(args: argparse.Namespace) -> int:
+    from .evaluate import codec_report, print_table
+
+    codec, spec = _load_codec(args.codec, args.bandwidth)
+    report = codec_report(codec, args.audio_dir, seconds=args.seconds, max_files=args.max_files,
+                          device=_device(args.device), reference=not args.no_reference, quiet=args.quiet)
+    report["codec"] = spec
+    print_table(report["rows"], title=f"codec {spec} on {args.audio_dir}")
+    if args.json:
+        from .fileio import write_json
+
+        write_json(args.json, report)
+    return 0
+
+
+# ---------------------------------------------------------------------- training
+
+
+def cmd_train(args: argparse.Namespace, overrides: list[str]) -> int:
+    import torch
+
+    from . import distributed
+    from .config import load_recipe, to_dict
+    from .train import run
+
+    if args.what == "codec":
+        from .codec.training import CodecRecipe, CodecTask
+
+        recipe = load_recipe(CodecRecipe, args.recipe, overrides)
+    else:
+        from .lm_training import LMRecipe, LMTask
+
+        recipe = load_recipe(LMRecipe, args.recipe, overrides)
+    cfg = recipe.train
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    device = _device(cfg.device if args.device == "auto" else args.device)
+    rank, world = distributed.init(device.type)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    torch.manual_seed(cfg.seed)  # same initial weights on every rank (then broadcast anyway)
+    try:
+        quiet = args.quiet or rank != 0
+        if args.what == "codec":
+            task = CodecTask(recipe, device=device, rank=rank, world=world, quiet=quiet)
+        else:
+            task = LMTask(recipe, device=device, rank=rank, world=world, quiet=quiet)
+        if not quiet:
+            print(f"{task.describe()}; {world} process(es) on {device}", file=sys.stderr)
+        result = run(task, cfg, args.output, device=device, resume=args.resume, quiet=quiet,
+                     recipe=to_dict(recipe), desc=f"train {args.what}")
+        if rank == 0 and result and not args.quiet:
+            print(json.dumps({k: round(v, 4) for k, v in result.items()}))
+    finally:
+        distributed.shutdown()
+    return 0
+
+
+# ---------------------------------------------------------------------- parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    parser = _Parser(prog="audiogen", description="Raw-audio generation with codec tokens and a Transformer LM.")
+    parser.add_argument("--version", action="version", version=f"audiogen {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    p = sub.add_parser("info", help="versions, device, locally available codecs and models")
+    p.set_defaults(func=cmd_info)
+
+    codec = sub.add_parser("codec", help="encode / decode / evaluate with a neural codec")
+    csub = codec.add_subparsers(dest="codec_command", required=True, parser_class=_Parser)
+    p = csub.add_parser("encode", help="audio file -> codes (.npz)")
+    p.add_argument("input")
+    p.add_argument("-o", "--output", required=True)
+    p.add_argument("--codec", help="codec folder or encodec_24khz / encodec_48khz (default: the bundled codec)")
+    p.add_argument("--bandwidth", type=float, help="kbps, pretrained EnCodec only (1.5, 3, 6, 12, 24)")
+    _add_common(p)
+    p.set_defaults(func=cmd_codec_encode)
+    p = csub.add_parser("decode", help="codes (.npz) -> WAV")
+    p.add_argument("input")
+    p.add_argument("-o", "--output", required=True)
+    p.add_argument("--codec", help="override the codec recorded in the .npz")
+    _add_common(p)
+    p.set_defaults(func=cmd_codec_decode)
+    p = csub.add_parser("eval", help="SI-SNR and mel distance of a codec on a folder of audio")
+    p.add_argument("audio_dir")
+    p.add_argument("--codec")
+    p.add_argument("--bandwidth", type=float)
+    p.add_argument("--seconds", type=float, default=10.0, help="seconds per file (from the middle)")
+    p.add_argument("--max-files", type=int, default=50)
+    p.add_argument("--no-reference", action="store_true", help="skip the Opus reference at the same bitrate")
+    p.add_argument("--json", help="also write the report as JSON")
+    _add_common(p)
+    p.set_defaults(func=cmd_codec_eval)
+
+    p = sub.add_parser("train", help="train a codec or a language model from a TOML recipe")
+    p.add_argument("what", choices=["codec", "lm"])
+    p.add_argument("recipe", help="TOML recipe; --section.key=value overrides follow")
+    p.add_argument("-o", "--output", required=True, help="run folder (checkpoints, logs, final model)")
+    p.add_argument("--resume", action="store_true", help="continue the run in OUTPUT exactly where it stopped")
+    _add_common(p)
+    p.set_defaults(func=cmd_train, takes_overrides=True)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    args, rest = parser.parse_known_args(argv)
+    overrides = [a for a in rest if a.startswith("--") and "." in a.split("=", 1)[0]]
+    unknown = [a for a in rest if a not in overrides]
+    if unknown or (overrides and not getattr(args, "takes_overrides", False)):
+        parser.error(f"unrecognized arguments: {' '.join(unknown or overrides)}")
+    try:
+        if getattr(args, "takes_overrides", False):
+            return args.func(args, overrides)
+        return args.func(args)
+    except AudiogenError as err:
+        print(f"audiogen: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("audiogen: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,98 @@
+"""The codec interface every backend implements, and chunked encode/decode for long audio.
+
+Frame arithmetic (all backends): a codec with hop length H (samples per frame) turns N
+samples into T = ceil(N / H) frames; decoding T frames gives T * H samples, which
+`decode(codes, length=N)` trims back to N. `frame_rate = sample_rate / H`.
+
+Long inputs are processed in chunks of `chunk_frames` frames with `context_frames` of real
+audio on each side that is encoded and thrown away, so memory stays bounded (a 10-minute file
+uses the memory of one chunk) and chunk edges see the same neighbourhood they would see in one
+pass. The encoder/decoder LSTMs make the result match a single pass closely, not bitwise.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+
+class Codec(nn.Module):
+    """Waveform `[B, C, N]` <-> integer codes `[B, K, T]` (int64)."""
+
+    sample_rate: int
+    channels: int
+    hop_length: int
+    num_codebooks: int
+    codebook_size: int
+    chunk_frames: int = 1500  # 20 s at 75 Hz: bounded memory, few seams
+    context_frames: int = 50
+
+    @property
+    def frame_rate(self) -> float:
+        return self.sample_rate / self.hop_length
+
+    def num_frames(self, num_samples: int) -> int:
+        """T = ceil(N / hop_length)."""
+        return math.ceil(num_samples / self.hop_length)
+
+    @property
+    def identity(self) -> dict:
+        """What makes codes from this codec interchangeable (stored in datasets and LM configs)."""
+        raise NotImplementedError
+
+    # Backends implement these two on a single chunk.
+    def _encode_chunk(self, wav: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _decode_chunk(self, codes: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def encode(self, wav: torch.Tensor) -> torch.Tensor:
+        """`wav [B, C, N]` float -> `codes [B, K, T]` int64, T = ceil(N / hop_length)."""
+        assert wav.dim() == 3 and wav.shape[1] == self.channels, f"expected [B, {self.channels}, N], got {tuple(wav.shape)}"
+        B, C, N = wav.shape
+        T = self.num_frames(N)
+        H = self.hop_length
+        if T <= self.chunk_frames + 2 * self.context_frames:
+            codes = self._encode_chunk(self._pad_to(wav, T * H))
+        else:
+            pieces = []
+            for f0 in range(0, T, self.chunk_frames):
+                f1 = min(T, f0 + self.chunk_frames)
+                c0, c1 = max(0, f0 - self.context_frames), min(T, f1 + self.context_frames)
+                piece = self._pad_to(wav[..., c0 * H : c1 * H], (c1 - c0) * H)
+                pieces.append(self._encode_chunk(piece)[..., f0 - c0 : f1 - c0])
+            codes = torch.cat(pieces, dim=-1)
+        assert codes.shape == (B, self.num_codebooks, T), f"{tuple(codes.shape)} != {(B, self.num_codebooks, T)}"
+        return codes.long()
+
+    @torch.no_grad()
+    def decode(self, codes: torch.Tensor, length: int | None = None) -> torch.Tensor:
+        """`codes [B, K, T]` -> `wav [B, C, T * hop_length]` (or `length` samples when given)."""
+        assert codes.dim() == 3 and codes.shape[1] == self.num_codebooks, (
+            f"expected [B, {self.num_codebooks}, T], got {tuple(codes.shape)}"
+        )
+        if codes.numel() and (codes.min() < 0 or codes.max() >= self.codebook_size):
+            raise ValueError(f"codes must lie in [0, {self.codebook_size})")
+        B, K, T = codes.shape
+        H = self.hop_length
+        if T <= self.chunk_frames + 2 * self.context_frames:
+            wav = self._decode_chunk(codes)
+        else:
+            pieces = []
+            for f0 in range(0, T, self.chunk_frames):
+                f1 = min(T, f0 + self.chunk_frames)
+                c0, c1 = max(0, f0 - self.context_frames), min(T, f1 + self.context_frames)
+                out = self._decode_chunk(codes[..., c0:c1])
+                pieces.append(out[..., (f0 - c0) * H : (f1 - c0) * H])
+            wav = torch.cat(pieces, dim=-1)
+        assert wav.shape[-1] == T * H
+        return wav if length is None else wav[..., :length]
+
+    @staticmethod
+    def _pad_to(wav: torch.Tensor, length: int) -> torch.Tensor:
+        missing = length - wav.shape[-1]
+        return torch.nn.functional.pad(wav, (0, missing)) if missing > 0 else wav

@@ -1,0 +1,159 @@
+"""Configs are dataclasses with defaults in code; TOML recipes override only what differs.
+
+    recipe = load_recipe(CodecRecipe, "recipes/codec.toml", ["--train.steps=100"])
+
+A recipe file has one table per section (`[data]`, `[model]`, `[train]`); command-line
+overrides `--section.key=value` take TOML literals (`--model.ratios=[8,5,4,2]`) or bare
+strings (`--data.root=audio/`). Unknown keys and wrong types are user errors with one line.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+import types
+import typing
+from pathlib import Path
+from typing import Any, TypeVar
+
+from .errors import AudiogenError
+
+T = TypeVar("T")
+
+
+def to_dict(obj: Any) -> Any:
+    """A dataclass (nested) as plain JSON/TOML-friendly values; tuples become lists."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, (list, tuple)):
+        return [to_dict(v) for v in obj]
+    if isinstance(obj, dict):
+        return {k: to_dict(v) for k, v in obj.items()}
+    return obj
+
+
+def _coerce(value: Any, tp: Any, where: str) -> Any:
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if tp is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, where)
+            except AudiogenError as err:
+                errors.append(str(err))
+        raise AudiogenError(errors[0] if errors else f"{where}: unexpected value {value!r}")
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise AudiogenError(f"{where}: expected a table, got {value!r}")
+        return from_dict(tp, value, where)
+    if origin in (tuple, list):
+        if not isinstance(value, (list, tuple)):
+            raise AudiogenError(f"{where}: expected a list, got {value!r}")
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            if len(value) != len(args):
+                raise AudiogenError(f"{where}: expected {len(args)} values, got {len(value)}")
+            return tuple(_coerce(v, a, where) for v, a in zip(value, args))
+        item = args[0] if args else Any
+        items = [_coerce(v, item, where) for v in value]
+        return tuple(items) if origin is tuple else items
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise AudiogenError(f"{where}: expected a table, got {value!r}")
+        return dict(value)
+    if origin is typing.Literal:
+        if value not in args:
+            raise AudiogenError(f"{where}: must be one of {', '.join(map(repr, args))}, got {value!r}")
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise AudiogenError(f"{where}: expected true or false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise AudiogenError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise AudiogenError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise AudiogenError(f"{where}: expected a string, got {value!r}")
+        return value
+    return value
+
+
+def from_dict(cls: type[T], data: dict[str, Any], where: str = "") -> T:
+    """Build dataclass `cls` from a dict, checking keys and types; missing keys keep defaults."""
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls) if f.init}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        prefix = f"{where}." if where else ""
+        raise AudiogenError(
+            f"unknown setting {prefix}{unknown[0]} (known: {', '.join(sorted(names))})"
+        )
+    kwargs = {k: _coerce(v, hints[k], f"{where}.{k}" if where else k) for k, v in data.items()}
+    obj = cls(**kwargs)
+    check = getattr(obj, "validate", None)
+    if callable(check):
+        check()
+    return obj
+
+
+def merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    """Recursive dict update (recipe over defaults, overrides over recipe)."""
+    out = dict(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def parse_override(text: str) -> dict[str, Any]:
+    """`--section.key=value` (or `section.key=value`) as a nested dict."""
+    body = text[2:] if text.startswith("--") else text
+    if "=" not in body:
+        raise AudiogenError(f"override {text!r} must look like --section.key=value")
+    dotted, raw = body.split("=", 1)
+    keys = [k for k in dotted.strip().split(".") if k]
+    if not keys:
+        raise AudiogenError(f"override {text!r} has no key")
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw  # a bare string such as a path
+    nested: dict[str, Any] = {keys[-1]: value}
+    for key in reversed(keys[:-1]):
+        nested = {key: nested}
+    return nested
+
+
+def read_toml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    try:
+        with open(path, "rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError:
+        raise AudiogenError(f"recipe not found: {path}") from None
+    except tomllib.TOMLDecodeError as err:
+        raise AudiogenError(f"recipe {path} is not valid TOML: {err}") from None
+
+
+def load_recipe(cls: type[T], path: str | Path | None, overrides: list[str] | None = None) -> T:
+    """Defaults from `cls`, then the TOML file, then `--section.key=value` overrides."""
+    # Start from the class's own defaults (including per-recipe default factories), so a
+    # recipe section that sets one key keeps the recipe's other defaults.
+    data: dict[str, Any] = merge(to_dict(cls()), read_toml(path) if path is not None else {})
+    for text in overrides or []:
+        data = merge(data, parse_override(text))
+    return from_dict(cls, data)

@@ -1,0 +1,85 @@
+"""Atomic file writing: the one way audiogen puts a file on disk.
+
+Every output (WAV, NPZ, JSON, checkpoint) is written to a temporary file in the destination
+folder and renamed into place, so a crash or SIGKILL never leaves a half-written file under
+the final name.
+
+    with atomic_path("out.wav") as tmp:
+        write_something(tmp)          # the rename happens only if the block succeeds
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from .errors import AudiogenError
+
+
+def ensure_writable_dir(directory: str | os.PathLike) -> Path:
+    """Create `directory` if needed and check that we can write into it."""
+    path = Path(directory)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise AudiogenError(f"cannot create output folder {path}: {err.strerror}") from None
+    if not path.is_dir():
+        raise AudiogenError(f"output path {path} exists and is not a folder")
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise AudiogenError(f"output folder {path} is not writable")
+    return path
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, *, suffix: str | None = None) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; rename it onto `path` when the block succeeds.
+
+    The temporary name keeps the final suffix (writers such as soundfile infer the format
+    from it) and starts with a dot so folder listings and resume logic ignore it.
+    """
+    final = Path(path)
+    parent = ensure_writable_dir(final.parent if str(final.parent) else ".")
+    suffix = final.suffix if suffix is None else suffix
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=f".tmp{suffix}", dir=parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        with open(tmp, "rb+") as handle:  # make the bytes durable before the rename publishes them
+            os.fsync(handle.fileno())
+        os.replace(tmp, final)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+
+
+def write_text(path: str | os.PathLike, text: str) -> None:
+    write_bytes(path, text.encode("utf-8"))
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> None:
+    write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def append_line(path: str | os.PathLike, line: str) -> None:
+    """Append one line and flush it to disk (manifests, logs: a crash loses at most this line)."""
+    with open(path, "a", encoding="utf-8") as handle:
+        handle.write(line.rstrip("\n") + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def is_temporary(path: str | os.PathLike) -> bool:
+    """True for the temporary files `atomic_path` makes (left behind only by a SIGKILL)."""
+    name = Path(path).name
+    return name.startswith(".") and ".tmp" in name
