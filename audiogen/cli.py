@@ -4,7 +4,9 @@
     audiogen codec encode IN.wav -o OUT.npz [--codec DIR|encodec_24khz] [--bandwidth KBPS]
     audiogen codec decode IN.npz -o OUT.wav
     audiogen codec eval AUDIO_DIR [--codec ...]
-    audiogen train codec RECIPE.toml -o RUN_DIR [--resume] [--section.key=value ...]
+    audiogen corpus -o CORPUS_DIR --hours H [--midi-dir DIR]
+    audiogen tokenize AUDIO_DIR --codec C -o DATASET_DIR
+    audiogen train codec|lm RECIPE.toml -o RUN_DIR [--resume] [--section.key=value ...]
 """
 
 from __future__ import annotations
@@ -146,6 +148,32 @@ def cmd_codec_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------- data
+
+
+def cmd_tokenize(args: argparse.Namespace) -> int:
+    from .tokenize import tokenize
+
+    codec, spec = _load_codec(args.codec, args.bandwidth)
+    summary = tokenize(args.audio_dir, args.output, codec, codec_spec=spec, device=_device(args.device),
+                       with_midi=not args.no_midi, quiet=args.quiet)
+    for line in summary.skipped:
+        print(f"skipped: {line}", file=sys.stderr)
+    print(f"{args.output}: {summary.line()}")
+    return 0
+
+
+def cmd_corpus(args: argparse.Namespace) -> int:
+    from .corpus import build_corpus
+
+    summary = build_corpus(args.output, hours=args.hours, seed=args.seed, midi_dir=args.midi_dir,
+                           soundfont=args.soundfont, sample_rate=args.sample_rate, workers=args.workers,
+                           drums_fraction=args.drums_fraction, max_piece_seconds=args.max_piece_seconds,
+                           quiet=args.quiet)
+    print(f"{summary.out_dir}: {summary.files} files, {summary.seconds / 3600:.2f} h, {len(summary.skipped)} skipped")
+    return 0
+
+
 # ---------------------------------------------------------------------- training
 
 
@@ -227,6 +255,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", help="also write the report as JSON")
     _add_common(p)
     p.set_defaults(func=cmd_codec_eval)
+
+    p = sub.add_parser("tokenize", help="encode an audio folder (with paired MIDI) into a token dataset")
+    p.add_argument("audio_dir")
+    p.add_argument("-o", "--output", required=True, help="dataset folder (created or updated)")
+    p.add_argument("--codec", help="codec folder or encodec_24khz (default: the bundled codec)")
+    p.add_argument("--bandwidth", type=float, help="kbps, pretrained EnCodec only")
+    p.add_argument("--no-midi", action="store_true", help="ignore paired MIDI files")
+    _add_common(p)
+    p.set_defaults(func=cmd_tokenize)
+
+    p = sub.add_parser("corpus", help="build an offline paired MIDI + audio corpus (music21 scores, fluidsynth)")
+    p.add_argument("-o", "--output", required=True)
+    p.add_argument("--hours", type=float, default=1.0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--midi-dir", help="render this folder of MIDI files instead of music21's corpus")
+    p.add_argument("--soundfont", help="General MIDI .sf2 (default: FluidR3_GM, else TimGM6mb)")
+    p.add_argument("--sample-rate", type=int, default=24000)
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--drums-fraction", type=float, default=0.6)
+    p.add_argument("--max-piece-seconds", type=float, default=120.0)
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_corpus)
 
     p = sub.add_parser("train", help="train a codec or a language model from a TOML recipe")
     p.add_argument("what", choices=["codec", "lm"])

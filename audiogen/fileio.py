@@ -20,6 +20,9 @@ from typing import Any
 
 from .errors import AudiogenError
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
 
 def ensure_writable_dir(directory: str | os.PathLike) -> Path:
     """Create `directory` if needed and check that we can write into it."""
@@ -48,6 +51,7 @@ def atomic_path(path: str | os.PathLike, *, suffix: str | None = None) -> Iterat
     fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=f".tmp{suffix}", dir=parent)
     os.close(fd)
     tmp = Path(tmp_name)
+    os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; outputs should get the usual permissions
     try:
         yield tmp
         with open(tmp, "rb+") as handle:  # make the bytes durable before the rename publishes them

@@ -42,6 +42,16 @@ class Codec(nn.Module):
         """What makes codes from this codec interchangeable (stored in datasets and LM configs)."""
         raise NotImplementedError
 
+    def fingerprint(self) -> str:
+        """Hash of the weights: two codecs with equal fingerprints produce identical codes."""
+        import hashlib
+
+        digest = hashlib.sha256()
+        for name, tensor in sorted(self.state_dict().items()):
+            digest.update(name.encode())
+            digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+        return digest.hexdigest()[:16]
+
     # Backends implement these two on a single chunk.
     def _encode_chunk(self, wav: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
