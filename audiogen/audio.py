@@ -201,11 +201,14 @@ def read_loop_info(path: str | os.PathLike) -> LoopInfo | None:
     if smpl is None or struct.unpack("<I", smpl[28:32])[0] < 1:
         return None
     _, _, start, end, _, _ = struct.unpack("<6I", smpl[36:60])
+    root_note = struct.unpack("<I", smpl[12:16])[0]  # the smpl unity note
     bpm = beats = None
     beats_per_bar = 4
     if acid is not None:
-        _, root, _, _, beats, _, beats_per_bar, bpm = struct.unpack("<IHHfIHHf", acid[:24])
-    return LoopInfo(start=start, end=end, bpm=bpm, beats=beats, beats_per_bar=beats_per_bar)
+        _, _, _, _, beats, _, beats_per_bar, bpm = struct.unpack("<IHHfIHHf", acid[:24])
+    # The writer stores "unknown" tempo/beats as 0; read them back as None so LoopInfo round-trips.
+    return LoopInfo(start=start, end=end, bpm=bpm or None, beats=beats or None,
+                    beats_per_bar=beats_per_bar, root_note=root_note)
 
 
 def save(

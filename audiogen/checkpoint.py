@@ -168,10 +168,13 @@ def load_train_state(
     except (SafetensorError, OSError, json.JSONDecodeError) as err:
         raise AudiogenError(f"{path}: not a readable training state ({err})") from None
     tensors = load_tensors(path)
-    for name, module in modules.items():
-        prefix = f"module/{name}/"
-        module.load_state_dict({k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)})
-    for name, optimizer in optimizers.items():
-        optimizer.load_state_dict(_unflatten_optimizer(f"optim/{name}", meta["optimizers"][name], tensors))
+    try:
+        for name, module in modules.items():
+            prefix = f"module/{name}/"
+            module.load_state_dict({k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)})
+        for name, optimizer in optimizers.items():
+            optimizer.load_state_dict(_unflatten_optimizer(f"optim/{name}", meta["optimizers"][name], tensors))
+    except (RuntimeError, KeyError, ValueError):  # the recipe's model or losses changed since the save
+        raise AudiogenError(f"{path}: the saved training state does not fit this recipe's model and losses") from None
     extra_tensors = {k[len("extra/") :]: v for k, v in tensors.items() if k.startswith("extra/")}
     return int(meta["step"]), meta.get("extra", {}), extra_tensors

@@ -1,5 +1,9 @@
 """The `audiogen` command line: parse, call the library, report user errors in one line (exit 2).
 
+    audiogen continue SEED.wav -o OUT.wav --seconds S
+    audiogen render SKETCH.mid -o OUT.wav [--prompt TIMBRE.wav]
+    audiogen loops -o DIR --count N --bars B --bpm BPM [--midi SKETCH.mid]
+    audiogen batch JOBS.jsonl -o DIR [--shard i/n]
     audiogen info
     audiogen codec encode IN.wav -o OUT.npz [--codec DIR|encodec_24khz] [--bandwidth KBPS]
     audiogen codec decode IN.npz -o OUT.wav
@@ -122,6 +126,8 @@ def cmd_codec_decode(args: argparse.Namespace) -> int:
         raise AudiogenError(f"{args.input} was made by a different codec ({item.identity.get('name')}); pass --codec")
     if item.codes.shape[0] != codec.num_codebooks:
         raise AudiogenError(f"{args.input}: {item.codes.shape[0]} codebooks, codec uses {codec.num_codebooks}")
+    if item.codes.shape[1] == 0 or item.codes.min() < 0 or item.codes.max() >= codec.codebook_size:
+        raise AudiogenError(f"{args.input}: codes must be at least one frame of values in [0, {codec.codebook_size})")
     codec = codec.to(_device(args.device))
     with torch.inference_mode():
         wav = codec.decode(item.codes[None].to(next(codec.parameters()).device), length=item.length)[0].cpu()
@@ -217,6 +223,147 @@ def cmd_train(args: argparse.Namespace, overrides: list[str]) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------- generation
+
+
+def _add_generation(p: argparse.ArgumentParser, *, guidance: bool = False) -> None:
+    p.add_argument("--model", help="model folder (default: the bundled default model)")
+    p.add_argument("--seed", type=int, default=0, help="fixes the output on a given device")
+    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--top-k", type=int, default=250)
+    p.add_argument("--top-p", type=float, default=0.0)
+    if guidance:
+        p.add_argument("--guidance", type=float, default=3.0, help="classifier-free guidance scale (1 = off)")
+    p.add_argument("--batch-size", type=int, default=4, help="items generated together")
+    p.add_argument("--plot", action="store_true", help="also write a spectrogram PNG beside each WAV")
+    _add_common(p)
+
+
+def _sampling_kwargs(args: argparse.Namespace) -> dict:
+    return {"temperature": args.temperature, "top_k": args.top_k, "top_p": args.top_p, "seed": args.seed}
+
+
+def _check_output(path: str, *, suffixes=(".wav", ".flac", ".ogg")) -> Path:
+    out = Path(path)
+    if out.suffix.lower() not in suffixes:
+        raise AudiogenError(f"{out}: output must end in {', '.join(suffixes)}")
+    if out.exists() and out.is_dir():
+        raise AudiogenError(f"{out} is a folder")
+    return out
+
+
+def _writable(folder: Path) -> None:
+    """Fail before generating when the output folder cannot be made or written."""
+    from .fileio import ensure_writable_dir
+
+    ensure_writable_dir(folder)
+
+
+def _save(path: Path, wav, sample_rate: int, *, plot: bool, loop=None, quiet: bool) -> None:
+    from . import audio
+
+    audio.save(path, wav, sample_rate, loop=loop)
+    if plot:
+        from .plots import save_spectrogram
+
+        save_spectrogram(path.with_suffix(".png"), wav, sample_rate, title=path.name, loop=loop is not None)
+    if not quiet:
+        print(f"{path}: {wav.shape[-1] / sample_rate:.3f} s at {sample_rate} Hz")
+
+
+def _engine(args: argparse.Namespace):
+    from .api import AudioGen
+
+    return AudioGen.load(args.model, device=args.device)
+
+
+def cmd_continue(args: argparse.Namespace) -> int:
+    from . import audio
+    from .generate import check_seconds
+
+    out = _check_output(args.output)
+    check_seconds(args.seconds)
+    wav, sr = audio.load(args.seed_audio)
+    ag = _engine(args)
+    _writable(out.parent)
+    result, rate = ag.continue_audio(wav, sr, args.seconds, keep_prompt=args.keep_prompt,
+                                     progress=not args.quiet, **_sampling_kwargs(args))
+    _save(out, result, rate, plot=args.plot, quiet=args.quiet)
+    return 0
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    from . import audio
+    from .generate import check_seconds
+    from .midi import load_midi
+
+    out = _check_output(args.output)
+    if args.seconds is not None:
+        check_seconds(args.seconds)
+    midi = load_midi(args.sketch)
+    prompt = audio.load(args.prompt) if args.prompt else None
+    ag = _engine(args)
+    _writable(out.parent)
+    result, rate = ag.render_midi(midi, seconds=args.seconds, prompt=None if prompt is None else prompt[0],
+                                  prompt_sample_rate=None if prompt is None else prompt[1],
+                                  guidance=args.guidance, progress=not args.quiet, **_sampling_kwargs(args))
+    _save(out, result, rate, plot=args.plot, quiet=args.quiet)
+    return 0
+
+
+def cmd_loops(args: argparse.Namespace) -> int:
+    from . import audio
+    from .loops import check_loop, loop_info
+    from .midi import load_midi
+
+    check_loop(count=args.count, bars=args.bars, bpm=args.bpm, beats_per_bar=args.beats_per_bar)
+    if args.batch_size < 1:
+        raise AudiogenError(f"--batch-size must be at least 1, got {args.batch_size}")
+    midi = load_midi(args.midi) if args.midi else None
+    prompt = audio.load(args.prompt) if args.prompt else None
+    ag = _engine(args)
+    out = Path(args.output)
+    _writable(out)
+    loops, rate = ag.loops(args.count, args.bars, args.bpm, beats_per_bar=args.beats_per_bar, midi=midi,
+                           prompt=None if prompt is None else prompt[0],
+                           prompt_sample_rate=None if prompt is None else prompt[1], guidance=args.guidance,
+                           batch_size=args.batch_size, progress=not args.quiet, **_sampling_kwargs(args))
+    for i, wav in enumerate(loops):
+        info = loop_info(wav.shape[-1], bars=args.bars, bpm=args.bpm, beats_per_bar=args.beats_per_bar)
+        name = f"{args.prefix}-{i:02d}.wav"
+        _save(out / name, wav, rate, plot=args.plot, loop=info, quiet=args.quiet)
+    return 0
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from .generate import check_seconds
+
+    check_seconds(args.seconds)
+    if args.count < 1:
+        raise AudiogenError(f"--count must be at least 1, got {args.count}")
+    ag = _engine(args)
+    out = Path(args.output)
+    _writable(out)
+    batch, rate = ag.generate(seconds=args.seconds, count=args.count, progress=not args.quiet,
+                              **_sampling_kwargs(args))
+    for i, wav in enumerate(batch):
+        _save(out / f"{args.prefix}-{i:02d}.wav", wav, rate, plot=args.plot, quiet=args.quiet)
+    return 0
+
+
+def cmd_batch(args: argparse.Namespace) -> int:
+    from .jobs import parse_shard, read_jobs, run_batch
+
+    parse_shard(args.shard)
+    read_jobs(args.jobs)  # a missing or empty jobs file fails before the model loads
+    ag = _engine(args)
+    counts = run_batch(ag, args.jobs, args.output, shard=args.shard, plot=args.plot, quiet=args.quiet)
+    if not args.quiet:
+        print(f"{args.output}: {counts['done']} jobs done, {counts['skipped']} already done, "
+              f"{counts['failed']} failed (of {counts['total']} in this shard)")
+    return 1 if counts["failed"] else 0
+
+
 # ---------------------------------------------------------------------- parser
 
 
@@ -255,6 +402,50 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", help="also write the report as JSON")
     _add_common(p)
     p.set_defaults(func=cmd_codec_eval)
+
+    p = sub.add_parser("continue", help="continue a seed recording")
+    p.add_argument("seed_audio", metavar="SEED.wav")
+    p.add_argument("-o", "--output", required=True)
+    p.add_argument("--seconds", type=float, default=10.0, help="seconds of new audio")
+    p.add_argument("--keep-prompt", action=argparse.BooleanOptionalAction, default=True,
+                   help="start the output with the seed itself (default) or only the continuation")
+    _add_generation(p)
+    p.set_defaults(func=cmd_continue)
+
+    p = sub.add_parser("render", help="render a MIDI sketch as audio")
+    p.add_argument("sketch", metavar="SKETCH.mid")
+    p.add_argument("-o", "--output", required=True)
+    p.add_argument("--seconds", type=float, help="length (default: the MIDI's length plus a 1 s tail)")
+    p.add_argument("--prompt", metavar="TIMBRE.wav", help="audio whose sound the render takes on")
+    _add_generation(p, guidance=True)
+    p.set_defaults(func=cmd_render)
+
+    p = sub.add_parser("loops", help="seamless loops of an exact number of bars")
+    p.add_argument("-o", "--output", required=True, help="output folder")
+    p.add_argument("--count", type=int, default=4)
+    p.add_argument("--bars", type=int, default=4)
+    p.add_argument("--bpm", type=float, default=120.0)
+    p.add_argument("--beats-per-bar", type=int, default=4)
+    p.add_argument("--midi", metavar="SKETCH.mid", help="a MIDI sketch fitted to the loop's bars")
+    p.add_argument("--prompt", metavar="SEED.wav", help="audio whose sound the loops take on")
+    p.add_argument("--prefix", default="loop", help="file names: PREFIX-00.wav, ...")
+    _add_generation(p, guidance=True)
+    p.set_defaults(func=cmd_loops)
+
+    p = sub.add_parser("generate", help="free (unconditional) samples")
+    p.add_argument("-o", "--output", required=True, help="output folder")
+    p.add_argument("--seconds", type=float, default=10.0)
+    p.add_argument("--count", type=int, default=1)
+    p.add_argument("--prefix", default="sample")
+    _add_generation(p)
+    p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("batch", help="run a JSONL file of loops/continue/render jobs (resumable, shardable)")
+    p.add_argument("jobs", metavar="JOBS.jsonl")
+    p.add_argument("-o", "--output", required=True, help="output folder (WAVs + manifest.jsonl)")
+    p.add_argument("--shard", help="i/n: this process takes jobs j with j %% n == i (default: torchrun rank)")
+    _add_generation(p)
+    p.set_defaults(func=cmd_batch)
 
     p = sub.add_parser("tokenize", help="encode an audio folder (with paired MIDI) into a token dataset")
     p.add_argument("audio_dir")

@@ -145,6 +145,8 @@ def read_toml(path: str | Path) -> dict[str, Any]:
             return tomllib.load(handle)
     except FileNotFoundError:
         raise AudiogenError(f"recipe not found: {path}") from None
+    except OSError as err:  # a folder, no permission, ...
+        raise AudiogenError(f"cannot read recipe {path}: {err.strerror}") from None
     except tomllib.TOMLDecodeError as err:
         raise AudiogenError(f"recipe {path} is not valid TOML: {err}") from None
 

@@ -46,6 +46,8 @@ def atomic_path(path: str | os.PathLike, *, suffix: str | None = None) -> Iterat
     from it) and starts with a dot so folder listings and resume logic ignore it.
     """
     final = Path(path)
+    if final.is_dir():
+        raise AudiogenError(f"{final} is a folder, expected a file name")
     parent = ensure_writable_dir(final.parent if str(final.parent) else ".")
     suffix = final.suffix if suffix is None else suffix
     fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=f".tmp{suffix}", dir=parent)

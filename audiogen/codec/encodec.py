@@ -121,7 +121,10 @@ class EncodecCodec(Codec):
         meta = checkpoint.read_config(directory, kind=KIND)
         codec = cls(from_dict(CodecConfig, meta["config"]))
         state = checkpoint.load_weights(directory)
-        missing, unexpected = codec.load_state_dict(state, strict=False)
+        try:
+            missing, unexpected = codec.load_state_dict(state, strict=False)
+        except RuntimeError:  # same names, different shapes
+            raise AudiogenError(f"{directory}: weights do not match config.json (tensor shapes differ)") from None
         if missing or unexpected:
             raise AudiogenError(f"{directory}: weights do not match config.json "
                                 f"(missing {len(missing)}, unexpected {len(unexpected)} tensors)")

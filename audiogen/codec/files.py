@@ -66,5 +66,5 @@ def load(path: str | os.PathLike) -> CodeFile:
                 identity=json.loads(str(data["identity"])),
                 scale=float(data["scale"]) if "scale" in data.files else None,
             )
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile, json.JSONDecodeError):
+    except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile, json.JSONDecodeError):
         raise AudiogenError(f"{path}: not an audiogen code file") from None

@@ -11,6 +11,7 @@ decoder. Turning it off uses the weights as plain multipliers.
 from __future__ import annotations
 
 import dataclasses
+import warnings
 
 import torch
 import torch.nn.functional as F
@@ -44,14 +45,25 @@ class LossConfig:
         return self.adversarial > 0 or self.feature > 0
 
 
-class Balancer:
-    """Scales per-loss gradients at the decoder output to fixed shares (see module docstring)."""
+class Balancer(torch.nn.Module):
+    """Scales per-loss gradients at the decoder output to fixed shares (see module docstring).
+
+    A module only so that its running gradient norms are a buffer: the training task lists it
+    among its modules, so `--resume` restores the norms and continues bitwise like an
+    uninterrupted run.
+    """
 
     def __init__(self, weights: dict[str, float], ema: float = 0.999, total_norm: float = 1.0):
+        super().__init__()
         self.weights = {k: w for k, w in weights.items() if w > 0}
         self.ema = ema
         self.total_norm = total_norm
-        self.norms: dict[str, float] = {}
+        # EMA of each loss's gradient norm, in the order of `weights`; NaN until first seen.
+        self.register_buffer("ema_norms", torch.full((len(self.weights),), float("nan"), dtype=torch.float64))
+
+    @property
+    def norms(self) -> dict[str, float]:
+        return {n: float(v) for n, v in zip(self.weights, self.ema_norms.tolist()) if v == v}
 
     def gradient(self, losses: dict[str, torch.Tensor], output: torch.Tensor) -> torch.Tensor:
         """The balanced gradient to backpropagate from `output` (the decoder's waveform)."""
@@ -62,12 +74,15 @@ class Balancer:
             (grad,) = torch.autograd.grad(loss, [output], retain_graph=True)
             grads[name] = grad
             norm = float(grad.norm()) / max(1, grad.shape[0]) ** 0.5
-            self.norms[name] = self.ema * self.norms.get(name, norm) + (1 - self.ema) * norm
+            slot = list(self.weights).index(name)
+            previous = float(self.ema_norms[slot])
+            self.ema_norms[slot] = norm if previous != previous else self.ema * previous + (1 - self.ema) * norm
+        norms = self.norms
         total_weight = sum(self.weights[n] for n in grads)
         combined = torch.zeros_like(output)
         for name, grad in grads.items():
             share = self.weights[name] / total_weight
-            combined = combined + grad * (share * self.total_norm / (self.norms[name] + 1e-12))
+            combined = combined + grad * (share * self.total_norm / (norms[name] + 1e-12))
         return combined
 
 
@@ -92,7 +107,9 @@ def feature_matching_loss(feats_real: list[list[torch.Tensor]], feats_fake: list
 
 
 def build_discriminator(config: LossConfig, channels: int) -> MultiScaleSTFTDiscriminator:
-    return MultiScaleSTFTDiscriminator(filters=config.disc_filters, in_channels=channels, out_channels=channels)
+    with warnings.catch_warnings():  # torch's weight_norm deprecation notice, from encodec
+        warnings.simplefilter("ignore", FutureWarning)
+        return MultiScaleSTFTDiscriminator(filters=config.disc_filters, in_channels=channels, out_channels=channels)
 
 
 class ReconstructionLosses(torch.nn.Module):

@@ -156,6 +156,8 @@ class CodecTask:
         lc = recipe.losses
         self.balancer = Balancer({"l1": lc.l1, "mel": lc.mel, "adversarial": lc.adversarial, "feature": lc.feature},
                                  ema=lc.balancer_ema) if lc.balancer else None
+        if self.balancer is not None:
+            self.modules["balancer"] = self.balancer  # its running norms are resume state
         self.disc = build_discriminator(lc, cfg.channels) if lc.use_gan else None
         if self.disc is not None:
             self.modules["disc"] = self.disc
@@ -169,10 +171,10 @@ class CodecTask:
                 f"({self.train_bank.seconds / self.recipe.model.sample_rate / 3600:.2f} h), "
                 f"validation {len(self.val_bank.clips)} files")
 
-    def param_groups(self) -> dict[str, list[torch.nn.Parameter]]:
-        groups = {"codec": list(self.codec.parameters())}
-        if self.disc is not None:
-            groups["disc"] = list(self.disc.parameters())
+    def param_groups(self) -> dict[str, list]:
+        groups: dict[str, list] = {"codec": list(self.codec.parameters())}
+        if self.disc is not None:  # the loop scales each group's lr by its `lr_scale`
+            groups["disc"] = [{"params": list(self.disc.parameters()), "lr_scale": self.recipe.losses.disc_lr_scale}]
         return groups
 
     def batch(self, step: int, micro: int) -> torch.Tensor:
