@@ -1,7 +1,7 @@
 """Training-time token data: random crops of T frames from a tokenized dataset.
 
     data = TokenCrops("datasets/bach", crop_frames=300, split="train", seed=0)
-    item = data[17]        # {"codes": [K, T] int64, "cond": [T, F] float32, "valid": [T] bool}
+    item = data[17]        # {"codes": [K, T] int64, "cond": [T + lookahead, F] float32, "valid": [T] bool}
 
 Crops are a pure function of (seed, index): any DataLoader worker, any DDP rank and a resumed
 run produce the same item for the same index, so map-style samplers (DistributedSampler
@@ -38,6 +38,7 @@ class TokenCrops(Dataset):
         seed: int = 0,
         length: int | None = None,
         require_cond: bool = False,
+        cond_lookahead: int = 0,
     ):
         if split not in ("train", "val", "all"):
             raise ValueError(f"split must be train, val or all, not {split!r}")
@@ -46,6 +47,7 @@ class TokenCrops(Dataset):
         self.root = Path(dataset)
         self.index = read_index(self.root)
         self.crop_frames = crop_frames
+        self.cond_lookahead = cond_lookahead  # extra conditioning rows past the crop (the model looks ahead)
         self.seed = seed
         self.num_codebooks = int(self.index["num_codebooks"])
         self.codebook_size = int(self.index["codebook_size"])
@@ -112,10 +114,12 @@ class TokenCrops(Dataset):
         valid[:n] = True
         item = {"codes": codes, "valid": valid}
         if self.cond_features:
-            cond = torch.zeros(T, self.cond_features)
-            if entry["cond_offset"] is not None and cond_map is not None:
-                rows = cond_map[entry["cond_offset"] + start : entry["cond_offset"] + stop]
-                cond[:n] = torch.from_numpy(rows.astype(np.float32)) / 127.0
+            # T + lookahead rows, so the last frames of a crop see the real future MIDI, as in generation.
+            cond = torch.zeros(T + self.cond_lookahead, self.cond_features)
+            cond_stop = min(entry["frames"], start + T + self.cond_lookahead)
+            if entry["cond_offset"] is not None and cond_map is not None and cond_stop > start:
+                rows = cond_map[entry["cond_offset"] + start : entry["cond_offset"] + cond_stop]
+                cond[: cond_stop - start] = torch.from_numpy(rows.astype(np.float32)) / 127.0
             item["cond"] = cond
             item["has_cond"] = torch.tensor(entry["cond_offset"] is not None)
         return item

@@ -89,3 +89,15 @@ def is_temporary(path: str | os.PathLike) -> bool:
     """True for the temporary files `atomic_path` makes (left behind only by a SIGKILL)."""
     name = Path(path).name
     return name.startswith(".") and ".tmp" in name
+
+
+def remove_stale_temporaries(folder: str | os.PathLike) -> int:
+    """Delete the temporary files a killed run left in `folder` (call only when no writer is running)."""
+    count = 0
+    path = Path(folder)
+    if path.is_dir():
+        for entry in path.iterdir():
+            if entry.is_file() and is_temporary(entry):
+                entry.unlink(missing_ok=True)
+                count += 1
+    return count

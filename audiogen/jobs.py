@@ -28,7 +28,7 @@ from typing import Any
 
 from . import audio
 from .errors import AudiogenError
-from .fileio import append_line, ensure_writable_dir
+from .fileio import append_line, ensure_writable_dir, remove_stale_temporaries
 from .loops import check_loop, loop_info, loop_length
 from .progress import bar
 
@@ -219,6 +219,8 @@ def run_batch(ag, jobs_path: str | os.PathLike, out_dir: str | os.PathLike, *, s
     index, count = parse_shard(shard)
     jobs, problems = read_jobs(jobs_path)
     out = ensure_writable_dir(out_dir)
+    if count == 1:  # with shards, another process may be writing into the same folder right now
+        remove_stale_temporaries(out)
     done = read_manifest(out)
     mine = [j for j in jobs if j.index % count == index]
     pending = [j for j in mine if not all(o in done for o in j.outputs())]

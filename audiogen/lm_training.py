@@ -75,10 +75,11 @@ class LMTask:
         use_cond = {"auto": probe.has_cond, "midi": True, "none": False}[data.conditioning]
         if data.conditioning == "midi" and not probe.has_cond:
             raise AudiogenError(f"{data.dataset}: conditioning = midi but the dataset has no paired MIDI files")
+        ahead = recipe.model.cond_lookahead
         self.train_data = TokenCrops(data.dataset, crop_frames=crop, split="train", val_fraction=data.val_fraction,
-                                     seed=recipe.train.seed, length=1 << 62)
+                                     seed=recipe.train.seed, length=1 << 62, cond_lookahead=ahead)
         self.val_data = TokenCrops(data.dataset, crop_frames=crop, split="val", val_fraction=data.val_fraction,
-                                   seed=recipe.train.seed)
+                                   seed=recipe.train.seed, cond_lookahead=ahead)
         self.index = probe.index
         model_cfg = dataclasses.replace(
             recipe.model, num_codebooks=probe.num_codebooks, codebook_size=probe.codebook_size,
@@ -105,18 +106,22 @@ class LMTask:
             (decay if p.dim() >= 2 and "emb" not in name else no_decay).append(p)
         return {"lm": [{"params": decay}, {"params": no_decay, "weight_decay": 0.0}]}
 
-    def _batch(self, items: list[dict[str, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+    def _batch(self, items: list[dict[str, torch.Tensor]]):
+        """(codes [B, K, T], cond [B, T + L, F] | None, valid [B, T], drop [B] | None)."""
         batch = collate(items)
         codes = batch["codes"].to(self.device)
         valid = batch["valid"].to(self.device)
-        cond = batch["cond"].to(self.device) if self.use_cond else None
-        return codes, cond, valid
+        cond = drop = None
+        if self.use_cond:
+            cond = batch["cond"].to(self.device)
+            drop = ~batch["has_cond"].to(self.device)  # audio without MIDI trains the null condition
+        return codes, cond, valid, drop
 
     def train_step(self, step: int, micro: int, scale: float) -> dict[str, float]:
         B = self.recipe.train.batch_size
         first = ((step * self.recipe.train.grad_accum + micro) * self.world + self.rank) * B
-        codes, cond, valid = self._batch([self.train_data[first + i] for i in range(B)])
-        loss, per_codebook = self.model.loss(codes, cond, valid=valid)
+        codes, cond, valid, drop = self._batch([self.train_data[first + i] for i in range(B)])
+        loss, per_codebook = self.model.loss(codes, cond, valid=valid, drop_cond=drop)
         (loss * scale).backward()
         scalars = {"ce": float(loss.detach())}
         scalars.update({f"ce_k{k}": float(v) for k, v in enumerate(per_codebook.detach())})
@@ -129,12 +134,12 @@ class LMTask:
         count = 0
         B = self.recipe.train.batch_size
         for start in range(0, len(self.val_items), B):
-            codes, cond, valid = self._batch(self.val_items[start : start + B])
-            _, per_codebook = self.model.loss(codes, cond, valid=valid)
+            codes, cond, valid, drop = self._batch(self.val_items[start : start + B])
+            _, per_codebook = self.model.loss(codes, cond, valid=valid, drop_cond=drop)
             n = codes.shape[0]
             totals += per_codebook.double().cpu() * n
-            if cond is not None:
-                _, per_codebook_nocond = self.model.loss(codes, torch.zeros_like(cond), valid=valid)
+            if cond is not None:  # the same audio under the learned null condition: what MIDI is worth
+                _, per_codebook_nocond = self.model.loss(codes, None, valid=valid)
                 totals_nocond += per_codebook_nocond.double().cpu() * n
             count += n
         ce = totals / max(1, count)

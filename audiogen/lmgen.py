@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
+from typing import Any
 
 import torch
 
@@ -63,7 +64,7 @@ def generate_tokens(
     cond: torch.Tensor | None = None,
     sampling: SamplingConfig | None = None,
     logits_hook: Callable[[int, torch.Tensor], torch.Tensor] | None = None,
-    progress: bool = False,
+    progress: Any = False,
     desc: str = "generate",
 ) -> torch.Tensor:
     """Codes `[B, K, num_frames]`, the prompt's `[B, K, Tp]` frames first (unchanged).
@@ -131,7 +132,9 @@ def generate_tokens(
     generator = torch.Generator(device=device).manual_seed(sampling.seed)
     model.setup_cache(MB, device=device)
     step_input = torch.empty(MB, K, 1, dtype=torch.long, device=device)
-    progress_bar = bar(S - first, desc, quiet=not progress, unit="step")
+    # `progress` is a flag (own bar) or a shared bar-like object with .update() (batch jobs: one bar for all).
+    shared = progress if hasattr(progress, "update") else None
+    progress_bar = shared if shared is not None else bar(S - first, desc, quiet=not progress, unit="step")
     try:
         P = first + 1  # positions 0..first: inputs are the start step and known steps 0..first-1
         logits = model.prefill(model_batch(patterns.shift_right(steps[:, :, :P], special)),
@@ -154,6 +157,7 @@ def generate_tokens(
                 logits = model.decode_step(step_input, None if rows is None else rows[:, s + 1 : s + 2],
                                            drop_cond=drop, position=s + 1)
     finally:
-        progress_bar.close()
+        if shared is None:
+            progress_bar.close()
         model.train(was_training)
     return pattern.invert(steps)

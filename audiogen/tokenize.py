@@ -28,7 +28,7 @@ import torch
 
 from . import audio
 from .errors import AudiogenError
-from .fileio import ensure_writable_dir, write_json
+from .fileio import ensure_writable_dir, remove_stale_temporaries, write_json
 from .folders import list_audio, paired_midi
 from .progress import bar
 
@@ -112,6 +112,7 @@ def tokenize(
     if not files:
         raise AudiogenError(f"{root}: no audio files found")
     out = ensure_writable_dir(dataset)
+    remove_stale_temporaries(out)
     device = device or torch.device("cpu")
     codec = codec.to(device).eval()
     if Path(codec_spec).is_dir():

@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import csv
 import dataclasses
-import json
 import math
 import os
 import time
@@ -30,7 +29,7 @@ import torch
 
 from . import checkpoint, distributed
 from .errors import AudiogenError
-from .fileio import write_json
+from .fileio import remove_stale_temporaries, write_json
 from .progress import bar
 
 
@@ -176,6 +175,7 @@ def run(
         out.mkdir(parents=True, exist_ok=True)
         if state_path.exists() and not resume:
             raise AudiogenError(f"{out} already holds a training run: pass --resume, or choose a new folder")
+        remove_stale_temporaries(out)  # half-written checkpoints of a killed run
     distributed.barrier()
     if resume and not state_path.exists():
         raise AudiogenError(f"nothing to resume in {out} (no {checkpoint.TRAIN_STATE_NAME})")
@@ -219,7 +219,8 @@ def run(
 
     def save(at_step: int) -> None:
         # Every rank contributes its RNG state; rank 0 writes one consistent file.
-        rng = {f"rng_cpu_{r}": t.cpu() for r, t in enumerate(distributed.gather_tensor(torch.get_rng_state().to(device)))}
+        cpu_states = distributed.gather_tensor(torch.get_rng_state().to(device))
+        rng = {f"rng_cpu_{r}": t.cpu() for r, t in enumerate(cpu_states)}
         if device.type == "cuda":
             cuda_state = torch.cuda.get_rng_state(device).to(device)
             rng.update({f"rng_cuda_{r}": t.cpu() for r, t in enumerate(distributed.gather_tensor(cuda_state))})
@@ -300,14 +301,25 @@ def run(
         progress.close()
         if writer:
             writer.close()
+    # Every rank's weights, hashed: under torchrun they must be identical (a cheap, real check).
+    checksums = [float(t) for t in distributed.gather_tensor(_checksum(task.modules).to(device))]
+    if len(set(checksums)) > 1:
+        raise RuntimeError(f"ranks diverged: weight checksums {checksums}")
     if main:
-        write_json(out / "final_metrics.json", {"step": step, **last_eval})
+        write_json(out / "final_metrics.json", {"step": step, "rank_checksums": checksums, **last_eval})
     return last_eval
+
+
+def _checksum(modules: dict[str, torch.nn.Module]) -> torch.Tensor:
+    total = torch.zeros((), dtype=torch.float64)
+    for module in modules.values():
+        for i, p in enumerate(module.state_dict().values()):
+            if p.is_floating_point():
+                weights = torch.linspace(1, 2, p.numel(), dtype=torch.float64)  # position-sensitive
+                total += (p.detach().double().cpu().flatten() * weights).sum() * (i + 1)
+    return total.reshape(1)
 
 
 def world_is_dist() -> bool:
     return torch.distributed.is_available() and torch.distributed.is_initialized()
 
-
-def dump_recipe(recipe: Any) -> str:
-    return json.dumps(recipe, indent=2, sort_keys=True)
