@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -191,3 +192,21 @@ def test_existing_run_without_resume_and_resume_of_nothing_are_errors(tmp_path, 
         assert list(empty.iterdir()) == []
     with pytest.raises(AudiogenError, match="nothing to resume"):
         checkpoint.load_train_state(empty / checkpoint.TRAIN_STATE_NAME, modules={}, optimizers={})
+
+
+def test_decoder_only_finetune_keeps_the_codes(trained_codec, tmp_path: Path) -> None:
+    """Fine-tuning the decoder leaves encoder, codebooks and fingerprint untouched; the decoder changes."""
+    from audiogen.codec import EncodecCodec
+
+    source = EncodecCodec.load(trained_codec.directory)
+    recipe = write_recipe(tmp_path / "ft.toml", trained_codec.audio_dir,
+                          train={"steps": 20, "threads": 1, "eval_every": 20, "checkpoint_every": 20,
+                                 "warmup_steps": 1},
+                          finetune={"init_from": str(trained_codec.directory), "decoder_only": True})
+    result = run_cli("train", "codec", recipe, "-o", tmp_path / "ft", "--quiet")
+    assert result.returncode == 0, result.stderr
+    tuned = EncodecCodec.load(tmp_path / "ft")
+    before, after = source.state_dict(), tuned.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before if not k.startswith("decoder."))
+    assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith("decoder."))
+    assert tuned.fingerprint() == source.fingerprint()

@@ -43,11 +43,14 @@ class Codec(nn.Module):
         raise NotImplementedError
 
     def fingerprint(self) -> str:
-        """Hash of the weights: two codecs with equal fingerprints produce identical codes."""
+        """Hash of what makes the codes (encoder + quantizer; the decoder is left out, so a
+        decoder fine-tuned later keeps the fingerprint): equal fingerprints, identical codes."""
         import hashlib
 
         digest = hashlib.sha256()
         for name, tensor in sorted(self.state_dict().items()):
+            if name.startswith("decoder."):
+                continue
             digest.update(name.encode())
             digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
         return digest.hexdigest()[:16]

@@ -64,11 +64,30 @@ def _codec_train() -> TrainConfig:
 
 
 @dataclasses.dataclass
+class FinetuneConfig:
+    """Start from an existing codec folder; optionally train its decoder only.
+
+    With `decoder_only`, the encoder and quantizer are frozen (no gradients, no codebook EMA
+    updates), so the codes it produces never change: a language model trained on its tokens
+    stays valid while the decoder keeps improving (the codec's fingerprint covers the encoder
+    and quantizer only).
+    """
+
+    init_from: str = ""
+    decoder_only: bool = False
+
+    def validate(self) -> None:
+        if self.decoder_only and not self.init_from:
+            raise AudiogenError("finetune: decoder_only needs init_from (the codec whose tokens to keep)")
+
+
+@dataclasses.dataclass
 class CodecRecipe:
     data: CodecDataConfig = dataclasses.field(default_factory=CodecDataConfig)
     model: CodecConfig = dataclasses.field(default_factory=_small_codec)
     losses: LossConfig = dataclasses.field(default_factory=LossConfig)
     train: TrainConfig = dataclasses.field(default_factory=_codec_train)
+    finetune: FinetuneConfig = dataclasses.field(default_factory=FinetuneConfig)
 
 
 class AudioBank:
@@ -150,7 +169,17 @@ class CodecTask:
             raise AudiogenError(f"{recipe.data.root}: no readable audio files ({len(self.train_bank.skipped)} skipped)")
         if not self.val_bank.clips:
             self.val_bank = self.train_bank
-        self.codec = EncodecCodec(cfg)
+        ft = recipe.finetune
+        if ft.init_from:
+            # The starting codec defines the architecture; a different [model] section is a mistake.
+            self.codec = EncodecCodec.load(ft.init_from)
+            if to_dict(self.codec.config) != to_dict(cfg):
+                raise AudiogenError(f"finetune.init_from {ft.init_from}: its config differs from this recipe's [model]")
+        else:
+            self.codec = EncodecCodec(cfg)
+        self.frozen = [self.codec.encoder, self.codec.quantizer] if ft.decoder_only else []
+        for module in self.frozen:
+            module.requires_grad_(False)
         self.modules: dict[str, torch.nn.Module] = {"codec": self.codec}
         self.losses = ReconstructionLosses(cfg.sample_rate).to(device)
         lc = recipe.losses
@@ -172,7 +201,7 @@ class CodecTask:
                 f"validation {len(self.val_bank.clips)} files")
 
     def param_groups(self) -> dict[str, list]:
-        groups: dict[str, list] = {"codec": list(self.codec.parameters())}
+        groups: dict[str, list] = {"codec": [p for p in self.codec.parameters() if p.requires_grad]}
         if self.disc is not None:  # the loop scales each group's lr by its `lr_scale`
             groups["disc"] = [{"params": list(self.disc.parameters()), "lr_scale": self.recipe.losses.disc_lr_scale}]
         return groups
@@ -188,6 +217,8 @@ class CodecTask:
     def train_step(self, step: int, micro: int, scale: float) -> dict[str, float]:
         lc = self.recipe.losses
         wav = self.batch(step, micro)
+        for module in self.frozen:  # eval mode: no codebook EMA updates or dead-code replacement
+            module.eval()
         recon, _, commit = self.codec(wav)
         losses = self.losses(wav, recon)
         gan_on = self.disc is not None and step >= lc.disc_start_step
@@ -204,7 +235,10 @@ class CodecTask:
         scalars["commit"] = float(commit.detach())
         if self.balancer is not None:
             grad = self.balancer.gradient(losses, recon)
-            torch.autograd.backward([recon, commit_term * scale], [grad * scale, torch.ones_like(commit_term)])
+            if commit_term.requires_grad:
+                torch.autograd.backward([recon, commit_term * scale], [grad * scale, torch.ones_like(commit_term)])
+            else:  # frozen encoder and quantizer: only the decoder learns
+                recon.backward(grad * scale)
         else:
             weights = {"l1": lc.l1, "mel": lc.mel, "adversarial": lc.adversarial, "feature": lc.feature}
             total = sum(weights[k] * v for k, v in losses.items()) + commit_term
