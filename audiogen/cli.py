@@ -364,6 +364,62 @@ def cmd_batch(args: argparse.Namespace) -> int:
     return 1 if counts["failed"] else 0
 
 
+# ---------------------------------------------------------------------- eval
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from .evaluate import model_report, print_model_report
+
+    if args.files < 1 or args.seconds <= 0 or args.loops < 1:
+        raise AudiogenError("--files, --seconds and --loops must be positive")
+    ag = _engine(args)
+    report = model_report(ag, args.corpus, files=args.files, seconds=args.seconds, loops=args.loops,
+                          val_fraction=args.val_fraction, reference=not args.no_reference, quiet=args.quiet)
+    report["model"] = ag.identity
+    print_model_report(report)
+    if args.json:
+        from .fileio import write_json
+
+        write_json(args.json, report)
+    return 0
+
+
+# ---------------------------------------------------------------------- export
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from .export import export_model, folder_megabytes
+
+    out = export_model(args.lm_dir, args.output, codec_dir=args.codec, dtype=args.dtype)
+    if not args.quiet:
+        print(f"{out}: {folder_megabytes(out):.1f} MB ({args.dtype})")
+    return 0
+
+
+# ---------------------------------------------------------------------- bench
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from .bench import BenchConfig, format_report, run_bench
+
+    try:
+        batches = tuple(int(b) for b in args.batch_sizes.split(","))
+    except ValueError:
+        raise AudiogenError(f"--batch-sizes must be integers separated by commas, got {args.batch_sizes!r}") from None
+    if not batches or min(batches) < 1 or args.steps < 8:
+        raise AudiogenError("--batch-sizes must be positive and --steps at least 8")
+    cfg = BenchConfig(device=args.device if args.device != "auto" else "cpu", batch_sizes=batches, steps=args.steps,
+                      smoke=args.smoke, peer=not args.no_peer, tasks=not args.no_tasks, model=args.model)
+    log = (lambda _msg: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr))
+    report = run_bench(cfg, log=log)
+    print(format_report(report))
+    if args.json:
+        from .fileio import write_json
+
+        write_json(args.json, report)
+    return 0
+
+
 # ---------------------------------------------------------------------- parser
 
 
@@ -446,6 +502,37 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shard", help="i/n: this process takes jobs j with j %% n == i (default: torchrun rank)")
     _add_generation(p)
     p.set_defaults(func=cmd_batch)
+
+    p = sub.add_parser("eval", help="codec, LM, render, loop and speed figures of a model on held-out material")
+    p.add_argument("--corpus", default="data/corpus", help="corpus folder (audiogen corpus); its validation split")
+    p.add_argument("--model", help="model folder (default: the bundled default model)")
+    p.add_argument("--files", type=int, default=6, help="held-out files to use")
+    p.add_argument("--seconds", type=float, default=10.0, help="seconds per file and per render")
+    p.add_argument("--loops", type=int, default=4)
+    p.add_argument("--val-fraction", type=float, default=0.05, help="the recipes' validation fraction")
+    p.add_argument("--no-reference", action="store_true", help="skip the Opus reference")
+    p.add_argument("--json", help="also write the report as JSON")
+    _add_common(p)
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("export", help="a self-contained model folder (LM + codec), optionally in fp16")
+    p.add_argument("lm_dir")
+    p.add_argument("-o", "--output", required=True)
+    p.add_argument("--codec", help="codec folder to bundle (default: the LM's own codec/)")
+    p.add_argument("--dtype", default="fp16", choices=["fp32", "fp16", "bf16"])
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("bench", help="generation speed vs the machine's limit and vs transformers' MusicGen")
+    p.add_argument("--json", help="also write the report as JSON")
+    p.add_argument("--batch-sizes", default="1,16,64")
+    p.add_argument("--steps", type=int, default=100, help="decode steps per measurement")
+    p.add_argument("--model", help="model folder for the default-model rows (default: the bundled one)")
+    p.add_argument("--smoke", action="store_true", help="tiny sizes: seconds, for tests")
+    p.add_argument("--no-peer", action="store_true", help="skip transformers' MusicGen")
+    p.add_argument("--no-tasks", action="store_true", help="skip end-to-end task timings")
+    _add_common(p)
+    p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("tokenize", help="encode an audio folder (with paired MIDI) into a token dataset")
     p.add_argument("audio_dir")

@@ -94,6 +94,9 @@ def _midi_chroma(pm: pretty_midi.PrettyMIDI, frame_rate: float, frames: int) -> 
 
 def _audio_chroma(mono: np.ndarray, sample_rate: int, frame_rate: float, frames: int) -> np.ndarray:
     """Constant-Q chroma `[12, frames]` pooled to the frame grid (CQT hop must divide by 2^6)."""
+    if sample_rate < 22050:  # the CQT's top octave needs a Nyquist above ~4.2 kHz
+        mono = librosa.resample(mono, orig_sr=sample_rate, target_sr=22050)
+        sample_rate = 22050
     hop = max(64, int(round(sample_rate / 50 / 64)) * 64)  # about 20 ms
     with warnings.catch_warnings():  # short or silent input: librosa warns, the result is still sane
         warnings.simplefilter("ignore")
