@@ -364,6 +364,49 @@ def cmd_batch(args: argparse.Namespace) -> int:
     return 1 if counts["failed"] else 0
 
 
+# ---------------------------------------------------------------------- demo
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Render the bundled sketch, continue the bundled seed, make four 4-bar loops; WAV + PNG in OUT."""
+    import time
+
+    from . import audio
+    from .loops import loop_info
+
+    samples = Path(__file__).resolve().parents[1] / "samples"
+    sketch = Path(args.sketch) if args.sketch else samples / "sketch.mid"
+    seed = Path(args.seed_audio) if args.seed_audio else samples / "seed.wav"
+    for path in (sketch, seed):
+        if not path.exists():
+            raise AudiogenError(f"{path}: demo input not found (run from a clone of the repository, or pass it)")
+    ag = _engine(args)
+    out = Path(args.output)
+    _writable(out)
+    made = []
+    quiet = args.quiet
+    start = time.perf_counter()
+    if ag.conditional:
+        wav, sr = ag.render_midi(sketch, seed=args.seed, progress=not quiet)
+        _save(out / "render.wav", wav, sr, plot=True, quiet=True)
+        made.append(("render", out / "render.wav", wav.shape[-1] / sr))
+    seed_wav, seed_sr = audio.load(seed)
+    wav, sr = ag.continue_audio(seed_wav, seed_sr, args.seconds, seed=args.seed, progress=not quiet)
+    _save(out / "continue.wav", wav, sr, plot=True, quiet=True)
+    made.append(("continue", out / "continue.wav", wav.shape[-1] / sr))
+    loops, sr = ag.loops(4, 4, 112, midi=sketch if ag.conditional else None, seed=args.seed, batch_size=4,
+                         progress=not quiet)
+    for i, wav in enumerate(loops):
+        path = out / "loops" / f"loop-{i:02d}.wav"
+        _save(path, wav, sr, plot=True, loop=loop_info(wav.shape[-1], bars=4, bpm=112, beats_per_bar=4), quiet=True)
+        made.append((f"loop {i}", path, wav.shape[-1] / sr))
+    wall = time.perf_counter() - start
+    print(f"audiogen demo with {ag.model_dir}: {len(made)} files in {out}/ ({wall:.0f} s)")
+    for what, path, seconds in made:
+        print(f"  {what:9s} {path}  ({seconds:.2f} s, spectrogram {path.with_suffix('.png')})")
+    return 0
+
+
 # ---------------------------------------------------------------------- eval
 
 
@@ -502,6 +545,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shard", help="i/n: this process takes jobs j with j %% n == i (default: torchrun rank)")
     _add_generation(p)
     p.set_defaults(func=cmd_batch)
+
+    p = sub.add_parser("demo", help="the main jobs on the bundled model: render, continue, four loops -> OUT/")
+    p.add_argument("-o", "--output", default="out")
+    p.add_argument("--model", help="model folder (default: the bundled default model)")
+    p.add_argument("--sketch", help="MIDI sketch (default: samples/sketch.mid)")
+    p.add_argument("--seed-audio", help="recording to continue (default: samples/seed.wav)")
+    p.add_argument("--seconds", type=float, default=8.0, help="seconds of continuation")
+    p.add_argument("--seed", type=int, default=0)
+    _add_common(p)
+    p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("eval", help="codec, LM, render, loop and speed figures of a model on held-out material")
     p.add_argument("--corpus", default="data/corpus", help="corpus folder (audiogen corpus); its validation split")
