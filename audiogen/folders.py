@@ -49,7 +49,9 @@ def is_validation(relative_path: str, val_fraction: float, seed: int = 0) -> boo
     return int.from_bytes(digest[:8], "big") / 2**64 < val_fraction
 
 
-def split_files(files: list[Path], root: str | os.PathLike, val_fraction: float, seed: int = 0) -> tuple[list[Path], list[Path]]:
+def split_files(
+    files: list[Path], root: str | os.PathLike, val_fraction: float, seed: int = 0
+) -> tuple[list[Path], list[Path]]:
     """(train, validation) by file; at least one file on each side when there are two or more."""
     root = Path(root)
     rel = [str(f.relative_to(root)) if root in f.parents else f.name for f in files]

@@ -60,7 +60,10 @@ def encode_prompt(codec, wav: torch.Tensor, sample_rate: int, *, max_frames: int
 
 
 def decode(codec, codes: torch.Tensor, *, start_frame: int = 0, samples: int) -> np.ndarray:
-    """`codes [B, K, T]` -> float32 `[B, C, samples]` from frame `start_frame` on (decoded with all frames as context)."""
+    """`codes [B, K, T]` -> float32 `[B, C, samples]` from frame `start_frame` on.
+
+    All frames are decoded together, so the kept part has its real neighbours as context.
+    """
     wav = codec.decode(codes.to(device_of(codec)))
     start = start_frame * codec.hop_length
     out = wav[..., start : start + samples].float().cpu()

@@ -95,7 +95,8 @@ class LMTask:
     def describe(self) -> str:
         params = sum(p.numel() for p in self.model.parameters())
         return (f"LM {params / 1e6:.2f} M params ({self.model_config.num_layers} layers, d {self.model_config.dim}), "
-                f"{'MIDI-conditioned' if self.use_cond else 'unconditional'}; train {len(self.train_data.entries)} files "
+                f"{'MIDI-conditioned' if self.use_cond else 'unconditional'}; "
+                f"train {len(self.train_data.entries)} files "
                 f"({self.train_data.seconds / 3600:.2f} h), validation {len(self.val_data.entries)} files, "
                 f"crops {self.train_data.crop_frames} frames")
 

@@ -162,7 +162,7 @@ def tokenize(
             seconds_total += audio.info(path)[2]
         except AudiogenError:
             pass
-    progress = bar(round(seconds_total, 1), "tokenize", quiet=quiet, unit="s")
+    progress = bar(int(round(seconds_total)), "tokenize", quiet=quiet, unit="s")
     encoded = 0
     for path, rel, digest, midi, midi_digest in todo:
         try:
@@ -202,7 +202,7 @@ def tokenize(
         index["cond_features"] = NUM_FEATURES if with_midi else 0
         write_json(out / INDEX_NAME, index)  # the file becomes part of the dataset only now
         encoded += 1
-        progress.update(round(seconds, 1))
+        progress.update(int(round(seconds)))
     progress.close()
     index.setdefault("cond_features", NUM_FEATURES if with_midi else 0)
     index["skipped"] = skipped

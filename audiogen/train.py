@@ -52,6 +52,7 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     threads: int = 0  # CPU threads per process; 0 keeps torch's default
     precision: str = "auto"  # auto (bf16 autocast on CUDA, fp32 on CPU) | fp32 | bf16
+    stop_after: int = 0  # stop (with a checkpoint) at this step without changing the schedule; 0 = at `steps`
 
     def validate(self) -> None:
         if self.steps < 1 or self.batch_size < 1 or self.grad_accum < 1:
@@ -205,7 +206,8 @@ def run(
                 for key, value in slots.items():
                     if isinstance(value, torch.Tensor) and key != "step":
                         slots[key] = value.to(device)
-    if step >= cfg.steps:
+    end = min(cfg.steps, cfg.stop_after) if cfg.stop_after > 0 else cfg.steps
+    if step >= end:
         if main:
             print(f"{out}: already trained to step {step} (steps = {cfg.steps}); nothing to do")
         return {}
@@ -248,12 +250,12 @@ def run(
 
     for module in task.modules.values():
         module.train()
-    progress = bar(cfg.steps, desc, quiet=quiet or not main, unit="step", initial=step)
+    progress = bar(end, desc, quiet=quiet or not main, unit="step", initial=step)
     last_eval: dict[str, float] = {}
     running: dict[str, float] = {}
     started, started_step = time.time(), step
     try:
-        while step < cfg.steps:
+        while step < end:
             lr = lr_at(cfg, step)
             for optimizer in optimizers.values():
                 for group in optimizer.param_groups:
@@ -277,7 +279,7 @@ def run(
             step += 1
             for k, v in scalars.items():
                 running[k] = 0.9 * running.get(k, v) + 0.1 * v
-            if step % cfg.log_every == 0 or step == cfg.steps:
+            if step % cfg.log_every == 0 or step == end:
                 logged = distributed.average_scalars(scalars, device)
                 if main:
                     elapsed = time.time() - started
@@ -291,11 +293,11 @@ def run(
             shown = {k: f"{v:.3g}" for k, v in running.items() if not k.startswith("grad_norm")}
             progress.set_postfix(shown, refresh=False)
             progress.update(1)
-            if step % cfg.eval_every == 0 or step == cfg.steps:
+            if step % cfg.eval_every == 0 or step == end:
                 last_eval = evaluate(step)
                 if main and not quiet:
                     progress.write(f"step {step}: " + "  ".join(f"{k} {v:.4g}" for k, v in last_eval.items()))
-            if step % cfg.checkpoint_every == 0 or step == cfg.steps:
+            if step % cfg.checkpoint_every == 0 or step == end:
                 save(step)
     finally:
         progress.close()

@@ -168,8 +168,8 @@ def test_bad_input_exit_2_one_line_no_files(model: Path, tmp_path: Path, args: t
 
 
 def test_batch_jobs_resume_and_shards(model: Path, tmp_path: Path) -> None:
-    seed = write_seed(tmp_path / "seed.wav", seconds=0.5)
-    sketch = write_sketch(tmp_path / "s.mid", seconds=1.0)
+    write_seed(tmp_path / "seed.wav", seconds=0.5)
+    write_sketch(tmp_path / "s.mid", seconds=1.0)
     jobs = tmp_path / "jobs.jsonl"
     lines = [{"task": "loops", "bars": 1, "bpm": 120 + i, "count": 2, "seed": i} for i in range(4)]
     lines += [{"task": "continue", "seed_audio": "seed.wav", "seconds": 0.5, "name": "cont"},

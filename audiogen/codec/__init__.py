@@ -17,7 +17,9 @@ from .encodec import PRETRAINED, CodecConfig, EncodecCodec, find_pretrained, loa
 __all__ = ["Codec", "CodecConfig", "EncodecCodec", "load_codec", "load_pretrained", "find_pretrained", "PRETRAINED"]
 
 
-def load_codec(spec: str | os.PathLike, *, bandwidth: float | None = None, path: str | os.PathLike | None = None) -> Codec:
+def load_codec(
+    spec: str | os.PathLike, *, bandwidth: float | None = None, path: str | os.PathLike | None = None
+) -> Codec:
     """A codec from a model directory or a pretrained name (`encodec_24khz`, `encodec_48khz`)."""
     text = str(spec)
     if text in PRETRAINED:

@@ -65,7 +65,9 @@ class Codec(nn.Module):
     @torch.no_grad()
     def encode(self, wav: torch.Tensor) -> torch.Tensor:
         """`wav [B, C, N]` float -> `codes [B, K, T]` int64, T = ceil(N / hop_length)."""
-        assert wav.dim() == 3 and wav.shape[1] == self.channels, f"expected [B, {self.channels}, N], got {tuple(wav.shape)}"
+        assert wav.dim() == 3 and wav.shape[1] == self.channels, (
+            f"expected [B, {self.channels}, N], got {tuple(wav.shape)}"
+        )
         B, C, N = wav.shape
         T = self.num_frames(N)
         H = self.hop_length

@@ -195,7 +195,9 @@ def find_pretrained(name: str, path: str | os.PathLike | None = None) -> Path | 
     return next((c for c in candidates if c.is_file()), None)
 
 
-def load_pretrained(name: str, *, bandwidth: float | None = None, path: str | os.PathLike | None = None) -> EncodecCodec:
+def load_pretrained(
+    name: str, *, bandwidth: float | None = None, path: str | os.PathLike | None = None
+) -> EncodecCodec:
     """Meta's EnCodec from a local checkpoint (official `.th` format) at `bandwidth` kbps."""
     if name not in PRETRAINED:
         raise AudiogenError(f"unknown pretrained codec {name!r} (known: {', '.join(PRETRAINED)})")

@@ -55,7 +55,8 @@ class CodecDataConfig:
 
 def _small_codec() -> CodecConfig:
     # A CPU-trainable default: 75 Hz frames at 24 kHz, 4 codebooks of 1024 (3 kbps).
-    return CodecConfig(n_filters=16, dimension=64, causal=False, max_codebooks=4, num_codebooks=4, name="audiogen_codec")
+    return CodecConfig(n_filters=16, dimension=64, causal=False, max_codebooks=4, num_codebooks=4,
+                       name="audiogen_codec")
 
 
 def _codec_train() -> TrainConfig:
@@ -191,7 +192,8 @@ class CodecTask:
         if self.disc is not None:
             self.modules["disc"] = self.disc
         self.crop_samples = int(round(recipe.data.crop_seconds * cfg.sample_rate))
-        self.val_wav = self.val_bank.fixed_crops(recipe.data.val_crops, int(round(recipe.data.val_seconds * cfg.sample_rate)))
+        val_samples = int(round(recipe.data.val_seconds * cfg.sample_rate))
+        self.val_wav = self.val_bank.fixed_crops(recipe.data.val_crops, val_samples)
 
     def describe(self) -> str:
         params = sum(p.numel() for p in self.codec.parameters())
