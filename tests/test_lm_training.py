@@ -146,3 +146,15 @@ def test_torchrun_two_processes_train_checkpoint_and_resume(dataset: Path, tmp_p
     assert json.loads((tmp_path / "ddp" / "recipe.json").read_text())["world_size"] == 2
     train_steps = [int(r.split(",")[0]) for r in (tmp_path / "ddp" / "train_log.csv").read_text().splitlines()[1:]]
     assert train_steps == sorted(set(train_steps)) and train_steps[-1] == 20  # resumed, no duplicated rows
+
+
+def test_stop_after_keeps_the_schedule(dataset: Path, tmp_path: Path) -> None:
+    """`train.stop_after` stops early on the full run's schedule; resuming finishes it identically."""
+    recipe = write_recipe(tmp_path / "r.toml", dataset, steps=30, checkpoint_every=10, eval_every=30)
+    assert audiogen("train", "lm", recipe, "-o", tmp_path / "full", "--quiet").returncode == 0
+    first = audiogen("train", "lm", recipe, "-o", tmp_path / "split", "--quiet", "--train.stop_after=15")
+    assert first.returncode == 0, first.stderr
+    assert json.loads((tmp_path / "split" / "final_metrics.json").read_text())["step"] == 15
+    assert audiogen("train", "lm", recipe, "-o", tmp_path / "split", "--quiet", "--resume").returncode == 0
+    a, b = LM.load(tmp_path / "full").state_dict(), LM.load(tmp_path / "split").state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
