@@ -19,6 +19,7 @@ In one run, on one machine:
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 import platform
@@ -145,29 +146,35 @@ def peer_decode(config: LMConfig, batch: int, steps: int, device: torch.device) 
 
 def decode_rows(name: str, model: LM, cfg: BenchConfig, device: torch.device, limits: dict[str, float],
                 frame_rate: float, peer: dict[int, float | None]) -> list[dict[str, Any]]:
+    """fp32 and bf16 rows for each batch size; `model` itself is left as it was (other dtypes run on a copy,
+    since a round trip through bf16 would round its weights)."""
     rows = []
+    own_dtype = model.heads.weight.dtype
     for dtype_name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
-        model = model.to(dtype)
+        model.clear_cache()
+        lm = model if dtype == own_dtype else copy.deepcopy(model).to(dtype)
         for batch in cfg.batch_sizes:
-            steps_per_s = ours_decode(model, batch, cfg.steps, device)
-            limit = limit_seconds(model, batch, dtype, limits)
+            steps_per_s = ours_decode(lm, batch, cfg.steps, device)
+            limit = limit_seconds(lm, batch, dtype, limits)
             row = {"model": name, "dtype": dtype_name, "batch": batch, "steps_per_s": steps_per_s,
                    "frames_per_s": steps_per_s * batch, "audio_x_realtime": steps_per_s * batch / frame_rate,
-                   "limit_steps_per_s": 1 / limit, "fraction_of_limit": steps_per_s * limit}
+                   "limit_steps_per_s": 1 / limit, "fraction_of_limit": steps_per_s * limit,
+                   # which decode step ran: oneDNN-prepacked (CPU) or the plain modules
+                   "decode_path": "packed" if lm._decoder is not None else "modules"}
             theirs = peer.get(batch)
             if theirs:
                 row["musicgen_steps_per_s"] = theirs
                 row["ours_over_musicgen"] = steps_per_s / theirs
             rows.append(row)
-        model.clear_cache()
-    model.to(torch.float32)
+        lm.clear_cache()
     return rows
 
 
 # ---------------------------------------------------------------------- training, codec, tasks
 
 
-def train_throughput(config: LMConfig, device: torch.device, limits: dict[str, float], *, smoke: bool) -> dict[str, Any]:
+def train_throughput(config: LMConfig, device: torch.device, limits: dict[str, float], *,
+                     smoke: bool) -> dict[str, Any]:
     """Tokens (frames x codebooks) per second of forward+backward+AdamW, and model-FLOPs utilisation."""
     torch.manual_seed(0)
     model = LM(config).to(device).train()

@@ -137,6 +137,12 @@ def make_loops(
             cond = torch.cat([torch.zeros(Tp, cond.shape[1]), cond])
 
     loops: list[np.ndarray] = []
+    shared = None
+    if progress is True:  # one bar with ETA across every batch, not one per batch
+        from .progress import bar
+
+        steps = Tp + T + lm.pattern.max_delay
+        shared = progress = bar(math.ceil(count / batch_size) * steps, "loops", unit="step")
     for first in range(0, count, batch_size):
         b = min(batch_size, count - first)
         item_sampling = SamplingConfig(**{**sampling.__dict__, "seed": sampling.seed + first})
@@ -146,6 +152,8 @@ def make_loops(
         x = decode(codec, codes, start_frame=Tp, samples=T * hop)  # [b, C, T * hop]
         for item in x:
             loops.append(close_loop(item, start=a, length=L, crossfade=X))
+    if shared is not None:
+        shared.close()
     return loops
 
 

@@ -212,6 +212,10 @@ def _packable(dtype: torch.dtype, device: torch.device) -> bool:
     return dtype == torch.float32 or (dtype == torch.bfloat16 and torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
+def _no_decoder() -> None:
+    return None
+
+
 class PackedDecoder:
     """The CPU decode step's weights, prepacked once for oneDNN, and the step itself.
 
@@ -243,6 +247,9 @@ class PackedDecoder:
         ref = model.heads.weight
         self.coef = torch.tensor([c.head_dim**-0.5, 1.0, 0.0], device=ref.device).view(1, 3, 1, 1)
         self.base = torch.tensor([[0.0, 0.0, 1.0], [0.0, 0.0, 0.0]], device=ref.device).view(2, 3, 1, 1)
+
+    def __reduce__(self):
+        return _no_decoder, ()  # oneDNN packs cannot be copied or pickled: copies of the model repack
 
     def step(self, model: LM, x: torch.Tensor, position: int) -> torch.Tensor:
         """Residual stream `x [B, D]` of `position` (embedded) -> logits `[B, K, V]`; fills the caches."""

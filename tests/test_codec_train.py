@@ -210,3 +210,19 @@ def test_decoder_only_finetune_keeps_the_codes(trained_codec, tmp_path: Path) ->
     assert all(torch.equal(before[k], after[k]) for k in before if not k.startswith("decoder."))
     assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith("decoder."))
     assert tuned.fingerprint() == source.fingerprint()
+
+
+@pytest.mark.slow
+def test_torchrun_two_processes_keep_codebooks_in_sync(audio_dir, tmp_path: Path) -> None:
+    """DDP codec training: gradients and EMA codebook buffers are averaged, so ranks end identical."""
+    recipe = write_recipe(tmp_path / "ddp.toml", audio_dir,
+                          train={"steps": 12, "threads": 1, "eval_every": 12, "checkpoint_every": 6})
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "audiogen",
+           "train", "codec", str(recipe), "-o", str(tmp_path / "run"), "--quiet"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"},
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    final = json.loads((tmp_path / "run" / "final_metrics.json").read_text())
+    assert final["step"] == 12 and len(final["rank_checksums"]) == 2
+    assert final["rank_checksums"][0] == final["rank_checksums"][1]
+    assert json.loads((tmp_path / "run" / "recipe.json").read_text())["world_size"] == 2

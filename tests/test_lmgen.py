@@ -162,3 +162,19 @@ def test_user_errors() -> None:
         generate_tokens(tiny(cond_features=0), num_frames=4, cond=midi(1, 8))
     with pytest.raises(AudiogenError):
         generate_tokens(model, num_frames=4, sampling=SamplingConfig(temperature=-1.0))
+
+
+def test_packed_decoding_gives_the_same_tokens() -> None:
+    """fp32: the prepacked CPU decode step (where oneDNN is available) samples exactly the tokens
+    of the module path, with guidance (a 2B batch) and past the window."""
+    model = tiny()
+    cond = midi(2, 24)
+    sampling = SamplingConfig(seed=3, guidance=3.0, top_k=8)
+    fast = generate_tokens(model, num_frames=20, batch_size=2, cond=cond, sampling=sampling)
+    packed = model._decoder is not None
+    model.fast_decode = False
+    plain = generate_tokens(model, num_frames=20, batch_size=2, cond=cond, sampling=sampling)
+    assert model._decoder is None
+    assert torch.equal(fast, plain)
+    if torch.backends.mkldnn.is_available():
+        assert packed

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from audiogen.errors import AudiogenError
-from audiogen.model import LM, LMConfig, rotary
+from audiogen.model import LM, LMConfig, _packable, rotary
 
 
 @pytest.fixture(autouse=True)
@@ -201,3 +201,74 @@ def test_learns_from_conditioning() -> None:
         with_cond = float(model.loss(codes, cond)[0])
         without = float(model.loss(codes, None)[0])  # the null condition
     assert with_cond < 0.5 and without > 2.0, (with_cond, without)
+
+
+def _decode_all(model: LM, tokens: torch.Tensor, rows, drop, prompt: int, start: int = 0) -> torch.Tensor:
+    """Prefill `prompt` positions from `start`, then one decode_step per position: logits `[B, K, n, V]`.
+
+    From `start > 0` the cache starts fresh (zeros), so the prefill sees the same history every time."""
+    B, _, S = tokens.shape
+    if start:
+        model.clear_cache()
+    model.setup_cache(B)
+    out = [model.prefill(tokens[:, :, :prompt], None if rows is None else rows[:, :prompt], drop_cond=drop,
+                         start_position=start)]
+    for p in range(prompt, S):
+        row = None if rows is None else rows[:, p : p + 1]
+        out.append(model.decode_step(tokens[:, :, p : p + 1], row, drop_cond=drop, position=start + p))
+    return torch.stack(out, dim=2).float()
+
+
+needs_packing = pytest.mark.skipif(not _packable(torch.bfloat16, torch.device("cpu")),
+                                   reason="no oneDNN bf16 on this CPU: decode_step takes the module path")
+
+
+@needs_packing
+@pytest.mark.parametrize("start", [0, 50_000])  # rotary stays exact far into a generation
+def test_packed_decode_matches_module_path(start: int) -> None:
+    """The prepacked CPU decode step (`PackedDecoder`) against the module path, through the ring
+    buffer and with conditioning, guidance-style dropped rows and a bf16 model."""
+    model = tiny(cond_features=3, dim=64, num_heads=4)
+    B, S = 2, 20
+    tokens, cond = random_inputs(model, B, S, seed=5)
+    rows, drop = model.condition_rows(cond, S), torch.tensor([False, True])
+    results = {}
+    for dtype in (torch.float32, torch.bfloat16):
+        model.to(dtype)
+        for fast in (True, False):
+            model.fast_decode = fast
+            results[dtype, fast] = _decode_all(model, tokens, rows, drop, prompt=3, start=start)
+            assert (model._decoder is not None) == fast
+    model.to(torch.float32)
+    ref = results[torch.float32, False]
+    # fp32: the same function up to rounding (folded norm gains, oneDNN's summation order)
+    assert (results[torch.float32, True] - ref).abs().max() < 1e-5 * ref.abs().max()
+    # bf16: as close to fp32 as the module path's bf16 is
+    err_fast = (results[torch.bfloat16, True] - ref).norm() / ref.norm()
+    err_plain = (results[torch.bfloat16, False] - ref).norm() / ref.norm()
+    assert err_fast < 0.03 and err_fast < 1.5 * err_plain + 0.005, (err_fast, err_plain)
+
+
+@needs_packing
+def test_packed_decode_follows_weight_changes() -> None:
+    """Packs are rebuilt when weights change in place (training, load_state_dict) or move (.to())."""
+    import copy
+
+    model = tiny()
+    tokens, _ = random_inputs(model, 1, 8)
+    before = _decode_all(model, tokens, None, None, prompt=2)
+    packs = model._decoder
+    with torch.no_grad():
+        model.blocks[0].mlp.down.weight.mul_(3.0)
+        model.heads.weight.add_(0.01)
+    after = _decode_all(model, tokens, None, None, prompt=2)
+    assert model._decoder is not packs  # repacked
+    model.fast_decode = False
+    plain = _decode_all(model, tokens, None, None, prompt=2)
+    assert not torch.allclose(after, before, atol=1e-3)
+    assert torch.allclose(after, plain, atol=1e-5)
+    clone = copy.deepcopy(model)  # oneDNN packs cannot be copied: the copy repacks
+    clone.fast_decode = True
+    assert torch.allclose(_decode_all(clone, tokens, None, None, prompt=2), plain, atol=1e-5)
+    clone.clear_cache()
+    assert clone._decoder is None and clone.caches is None
