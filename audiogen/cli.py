@@ -218,6 +218,9 @@ def cmd_train(args: argparse.Namespace, overrides: list[str]) -> int:
                      recipe=to_dict(recipe), desc=f"train {args.what}")
         if rank == 0 and result and not args.quiet:
             print(json.dumps({k: round(v, 4) for k, v in result.items()}))
+        # Leave together: a rank that tears its connections down while a peer is still finishing
+        # (rank 0 writes the final checkpoint) can make gloo abort the peer.
+        distributed.barrier()
     finally:
         distributed.shutdown()
     return 0

@@ -14,7 +14,9 @@ Attention is a sliding window of W = `config.context` positions: query i sees ke
 i - W < j <= i. Training on sequences longer than W uses that band mask; the KV cache is a
 ring buffer of W slots, so generation costs one step per position for ever and sees exactly the
 attention pattern of training on long crops. Rotary angles are computed in float64 from the
-absolute position, so position 50,000 is as exact as position 5.
+absolute position, so position 50,000 is as exact as position 5. On CPU, `decode_step` runs a
+fast path with oneDNN-prepacked weights (`PackedDecoder`; `model.fast_decode = False` turns it
+off), equal to the module path up to rounding.
 
 `python -m pytest tests/test_model.py` exercises it.
 """
@@ -216,23 +218,44 @@ def _no_decoder() -> None:
     return None
 
 
+def _packed_linear(x: torch.Tensor, packed: torch.Tensor) -> torch.Tensor:
+    return torch.ops.mkldnn._linear_pointwise(x, packed, None, "none", [], "")
+
+
+def _packed_linear_add(y: torch.Tensor, x: torch.Tensor, packed: torch.Tensor) -> torch.Tensor:
+    """`x + y @ W.T` with the addition fused into the product."""
+    return torch.ops.mkldnn._linear_pointwise.binary(y, x, packed, None, "add")
+
+
+def _linear_add(y: torch.Tensor, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    return x + F.linear(y, weight)
+
+
 class PackedDecoder:
     """The CPU decode step's weights, prepacked once for oneDNN, and the step itself.
 
-    A plain `F.linear` on CPU re-lays-out its weight for oneDNN on every call; with one query
-    row per item that costs as much as the product itself, so prepacked weights decode about
-    twice as fast at batch 1-32 (measured in bf16; fp32 gains less). Each RMSNorm's gain is
-    folded into the matrix after it (rows are normalised without a gain), the attention scale
-    into the rotary table of the queries, and residual additions into the products (oneDNN
-    post-ops), so a step runs about half the operator calls of the module path. The packs are a
-    second copy of the weights (the module's own weights stay as they are, for training and
-    saving); `LM.clear_cache()` frees them. Tested against the module path (tests/test_model.py).
+    A plain `F.linear` on CPU hands its weight to oneDNN, which re-lays it out on every call;
+    with a few rows per step that costs about as much as the product. Prepacked once, the
+    products of a reference-size step (d 512, 8 layers) take about 0.55x the time in bf16 at
+    batch 1-32 (0.8x in fp32). Each RMSNorm's gain is folded into the matrix after it (rows are
+    normalised without a gain), the attention scale into the queries' rotary table, and the
+    residual additions into the products (oneDNN post-ops), so a step also makes fewer operator
+    calls than the module path. The packs (plain folded copies for one bf16 row, see `native`)
+    are a second copy of the weights (the module's own weights stay as they are, for training
+    and saving); `LM.clear_cache()` frees them.
+    Tested against the module path in tests/test_model.py and tests/test_lmgen.py.
     """
 
     def __init__(self, model: LM, batch: int, key: tuple):
         self.key = key
+        # One bf16 row: PyTorch's own mat-vec kernel (reached with oneDNN switched off for the
+        # step) streams the weights faster than oneDNN's and costs less per call: 0.83x the step
+        # time. From two rows on, and in fp32, the oneDNN packs are faster.
+        self.native = batch == 1 and model.heads.weight.dtype == torch.bfloat16
 
         def pack(weight: torch.Tensor) -> torch.Tensor:
+            if self.native:
+                return weight.detach()
             return torch.ops.mkldnn._reorder_linear_weight(weight.detach(), batch)
 
         def fold(linear: nn.Linear, norm: nn.RMSNorm) -> torch.Tensor:
@@ -254,26 +277,37 @@ class PackedDecoder:
     def step(self, model: LM, x: torch.Tensor, position: int) -> torch.Tensor:
         """Residual stream `x [B, D]` of `position` (embedded) -> logits `[B, K, V]`; fills the caches."""
         c = model.config
-        B, D = x.shape
-        H, Dh, eps = c.num_heads, c.head_dim, c.norm_eps
-        linear, linear_add = torch.ops.mkldnn._linear_pointwise, torch.ops.mkldnn._linear_pointwise.binary
+        Dh = c.head_dim
         cos, sin = model._rope(position, 1, x.device)  # float32 [1, Dh/2] from float64 angles
         tables = torch.addcmul(self.base, torch.cat((cos, cos, -sin, sin), dim=-1).view(2, 1, 1, Dh), self.coef)
         rot_c, rot_s = tables[0], tables[1]  # [3, 1, Dh]: broadcast over [B, 3, H, Dh]
         slot, visible = position % c.context, min(position + 1, c.context)
+        if not self.native:
+            return self._layers(model, x, rot_c, rot_s, slot, visible, _packed_linear, _packed_linear_add)
+        mkldnn = torch.backends.mkldnn.enabled
+        torch.backends.mkldnn.enabled = False  # (process-wide: another thread's products meanwhile only run slower)
+        try:
+            return self._layers(model, x, rot_c, rot_s, slot, visible, F.linear, _linear_add)
+        finally:
+            torch.backends.mkldnn.enabled = mkldnn
+
+    def _layers(self, model: LM, x, rot_c, rot_s, slot: int, visible: int, linear, linear_add) -> torch.Tensor:
+        c = model.config
+        B, D = x.shape
+        H, Dh, eps = c.num_heads, c.head_dim, c.norm_eps
         for (qkv_w, out_w, gate_up_w, down_w), cache in zip(self.layers, model.caches):
             h = F.rms_norm(x, (D,), None, eps)
-            qkv = linear(h, qkv_w, None, "none", [], "").view(B, 3, H, Dh)
+            qkv = linear(h, qkv_w).view(B, 3, H, Dh)
             # Rotate halves (x1, x2) -> (x1 cos - x2 sin, x2 cos + x1 sin) in float32: roll swaps the halves.
             r = qkv * rot_c + qkv.roll(Dh // 2, -1) * rot_s  # [B, 3, H, Dh]: q (scaled), k, v
             cache.kv[:, :, :, slot] = r[:, 1:].transpose(0, 1)
             keys, values = cache.kv[:, :, :, :visible]  # every visible slot is in the window (see KVCache)
             scores = torch.matmul(r[:, 0, :, None], keys.transpose(2, 3))  # [B, H, 1, n]
             y = torch.matmul(scores.softmax(dim=-1), values).view(B, D).to(x.dtype)
-            x = linear_add(y, x, out_w, None, "add")
-            gate, up = linear(F.rms_norm(x, (D,), None, eps), gate_up_w, None, "none", [], "").chunk(2, dim=-1)
-            x = linear_add(F.silu(gate) * up, x, down_w, None, "add")
-        logits = linear(F.rms_norm(x, (D,), None, eps), self.heads, None, "none", [], "")
+            x = linear_add(y, x, out_w)
+            gate, up = linear(F.rms_norm(x, (D,), None, eps), gate_up_w).chunk(2, dim=-1)
+            x = linear_add(F.silu(gate) * up, x, down_w)
+        logits = linear(F.rms_norm(x, (D,), None, eps), self.heads)
         return logits.view(B, c.num_codebooks, c.codebook_size)
 
 
@@ -438,10 +472,12 @@ class LM(nn.Module):
         """Allocate (or reuse) a ring-buffer KV cache of W = context slots per layer.
 
         The cache dtype defaults to the model's, except on CPU where it is float32: there bf16
-        batched mat-vec products over a part of the ring (one query against the filled slots) run
-        2-3x slower than float32 ones. On CPU (float32 cache, fp32 or bf16 weights, eval mode,
-        `fast_decode`) it also prepares the prepacked decode step (`PackedDecoder`); prefill
-        checks it again, so weights changed between generations are repacked.
+        batched mat-vec products over part of the ring (one query against the filled slots) run
+        2-3x slower than float32 ones at batch 1-2 or with under 100 cached positions; they win
+        (1.3-1.7x) only at batch 16 with long histories. On CPU (float32 cache, fp32 or bf16
+        weights, eval mode, `fast_decode`) it also prepares the prepacked decode step
+        (`PackedDecoder`); prefill checks it again, so weights changed between generations are
+        repacked (weights changed between the decode steps of one generation are not seen).
         """
         ref = self.heads.weight
         device = torch.device(device) if device is not None else ref.device
@@ -487,6 +523,8 @@ class LM(nn.Module):
         (longer than the window too); `start_position > 0` continues a cache filled up to there.
         """
         self._prepare_decoder()
+        if tokens.shape[2] == 1 and self._decoder is not None:  # one position is a decode step
+            return self.decode_step(tokens, cond_rows, drop_cond=drop_cond, position=start_position)
         return self._run(tokens, cond_rows, drop_cond, start=start_position, use_cache=True, last_only=True)[:, :, 0]
 
     @torch.inference_mode()

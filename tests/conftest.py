@@ -8,7 +8,8 @@ Everything is made in the test (no downloads):
   * `write_recipe(...)` / `tiny_recipe(...)`: a tiny codec training recipe (TOML file or object);
   * `trained_codec` (session-wide): a tiny codec trained for 200 steps (seconds), shared by the
     codec, CLI and training tests;
-  * `run_cli(...)`: the real `audiogen` entry point in a subprocess; `torch_threads(n)` /
+  * `run_cli(...)`: the real `audiogen` entry point in a subprocess; `run_torchrun(...)`: the same
+    under `torchrun` with N processes; `torch_threads(n)` /
     `one_thread`: tiny models run fastest on one thread, and the machine is shared.
 
 Run the suite with `.venv/bin/pytest tests -q`.
@@ -142,6 +143,23 @@ def run_cli(*args: str, cwd: str | os.PathLike | None = None, timeout: float = 1
         [sys.executable, "-m", "audiogen", *map(str, args)], capture_output=True, text=True, cwd=cwd,
         env=env, timeout=timeout,
     )
+
+
+def run_torchrun(*args: str, processes: int = 2, timeout: float = 300) -> subprocess.CompletedProcess:
+    """`torchrun --standalone --nproc_per_node=N -m audiogen ARGS...` with one thread per process.
+
+    Raises with the ranks' own error lines (not just torchrun's summary) when it fails.
+    """
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}",
+           "-m", "audiogen", *map(str, args)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
+    if proc.returncode != 0:
+        keys = ("error", "terminate", "what()", "exception", "abort", "traceback")
+        lines = [line for line in proc.stderr.splitlines() if any(k in line.lower() for k in keys)]
+        raise AssertionError(f"torchrun exit {proc.returncode}:\n" + "\n".join(lines[:40]) + "\n---\n"
+                             + proc.stderr[-1500:])
+    return proc
 
 
 @contextlib.contextmanager

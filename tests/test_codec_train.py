@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import read_csv, run_cli, tiny_recipe, torch_threads, write_recipe
+from conftest import read_csv, run_cli, run_torchrun, tiny_recipe, torch_threads, write_recipe
 from safetensors import safe_open
 
 from audiogen import checkpoint, cli
@@ -217,11 +217,7 @@ def test_torchrun_two_processes_keep_codebooks_in_sync(audio_dir, tmp_path: Path
     """DDP codec training: gradients and EMA codebook buffers are averaged, so ranks end identical."""
     recipe = write_recipe(tmp_path / "ddp.toml", audio_dir,
                           train={"steps": 12, "threads": 1, "eval_every": 12, "checkpoint_every": 6})
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "audiogen",
-           "train", "codec", str(recipe), "-o", str(tmp_path / "run"), "--quiet"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"},
-                          timeout=300)
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    run_torchrun("train", "codec", recipe, "-o", tmp_path / "run", "--quiet")
     final = json.loads((tmp_path / "run" / "final_metrics.json").read_text())
     assert final["step"] == 12 and len(final["rank_checksums"]) == 2
     assert final["rank_checksums"][0] == final["rank_checksums"][1]

@@ -13,6 +13,7 @@ import pretty_midi
 import pytest
 import soundfile as sf
 import torch
+from conftest import run_torchrun
 from tinymodel import SAMPLE_RATE
 
 from audiogen.codec import CodecConfig, EncodecCodec
@@ -131,16 +132,12 @@ def test_sigkill_then_resume_is_bitwise_identical(dataset: Path, tmp_path: Path)
 def test_torchrun_two_processes_train_checkpoint_and_resume(dataset: Path, tmp_path: Path) -> None:
     recipe = write_recipe(tmp_path / "ddp.toml", dataset, steps=20, checkpoint_every=10, eval_every=10,
                           batch_size=2)
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                "-m", "audiogen", "train", "lm", str(recipe), "-o", str(tmp_path / "ddp"), "--quiet"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    first = subprocess.run(torchrun + ["--train.steps=10"], capture_output=True, text=True, env=env)
-    assert first.returncode == 0, first.stderr[-2000:]
+    torchrun = ["train", "lm", recipe, "-o", tmp_path / "ddp", "--quiet"]
+    run_torchrun(*torchrun, "--train.steps=10")
     saved = json.loads((tmp_path / "ddp" / "final_metrics.json").read_text())
     assert saved["step"] == 10 and len(saved["rank_checksums"]) == 2
     assert saved["rank_checksums"][0] == saved["rank_checksums"][1]
-    second = subprocess.run(torchrun + ["--resume"], capture_output=True, text=True, env=env)
-    assert second.returncode == 0, second.stderr[-2000:]
+    run_torchrun(*torchrun, "--resume")
     done = json.loads((tmp_path / "ddp" / "final_metrics.json").read_text())
     assert done["step"] == 20 and done["rank_checksums"][0] == done["rank_checksums"][1]
     assert json.loads((tmp_path / "ddp" / "recipe.json").read_text())["world_size"] == 2
