@@ -32,9 +32,18 @@ def to_dict(obj: Any) -> Any:
     return obj
 
 
+class _Literal(str):
+    """A command-line override's raw text that TOML also reads as a non-string (`2024`, `true`):
+    a string setting takes the text as typed, any other setting the TOML value."""
+
+    parsed: Any
+
+
 def _coerce(value: Any, tp: Any, where: str) -> Any:
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
+    if isinstance(value, _Literal) and origin not in (typing.Union, types.UnionType):
+        value = str(value) if tp is str else value.parsed
     if tp is Any:
         return value
     if origin in (typing.Union, types.UnionType):
@@ -132,6 +141,11 @@ def parse_override(text: str) -> dict[str, Any]:
         value = tomllib.loads(f"v = {raw}")["v"]
     except tomllib.TOMLDecodeError:
         value = raw  # a bare string such as a path
+    else:
+        if not isinstance(value, str):  # `--data.root=2024` is a folder name where a string is expected
+            literal = _Literal(raw.strip())
+            literal.parsed = value
+            value = literal
     nested: dict[str, Any] = {keys[-1]: value}
     for key in reversed(keys[:-1]):
         nested = {key: nested}

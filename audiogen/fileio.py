@@ -53,9 +53,11 @@ def atomic_path(path: str | os.PathLike, *, suffix: str | None = None) -> Iterat
     fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=f".tmp{suffix}", dir=parent)
     os.close(fd)
     tmp = Path(tmp_name)
-    os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; outputs should get the usual permissions
     try:
         yield tmp
+        # mkstemp makes 0600 (and some writers, safetensors among them, recreate the file so):
+        # outputs get the usual permissions.
+        os.chmod(tmp, 0o666 & ~_UMASK)
         with open(tmp, "rb+") as handle:  # make the bytes durable before the rename publishes them
             os.fsync(handle.fileno())
         os.replace(tmp, final)

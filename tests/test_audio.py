@@ -7,6 +7,8 @@ atomic saving, WAV loop chunks and user errors.
 from __future__ import annotations
 
 import math
+import os
+import stat
 
 import numpy as np
 import pytest
@@ -115,6 +117,22 @@ def test_atomic_path_failure_leaves_no_final_and_no_temp_file(tmp_path):
         with atomic_path(final.parent) as tmp:
             tmp.write_bytes(b"x")
     assert list(final.parent.iterdir()) == []
+
+
+def test_outputs_get_the_usual_permissions(tmp_path):
+    """Atomic writes go through a 0600 temporary file; the published file follows the umask,
+    also when the writer recreates the temporary file (safetensors does)."""
+    from safetensors.torch import save_file
+
+    umask = os.umask(0)
+    os.umask(umask)
+    wav, weights = tmp_path / "a.wav", tmp_path / "w.safetensors"
+    audio.save(wav, _sine(440.0, 0.1, 24000), 24000)
+    with atomic_path(weights) as tmp:
+        tmp.unlink()
+        save_file({"x": torch.zeros(2)}, str(tmp))
+    assert stat.S_IMODE(wav.stat().st_mode) == 0o666 & ~umask != 0o600
+    assert stat.S_IMODE(weights.stat().st_mode) == 0o666 & ~umask
 
 
 def test_failed_save_keeps_the_previous_file(tmp_path):

@@ -53,9 +53,18 @@ def test_overrides_beat_the_file_and_take_toml_literals_or_bare_strings(tmp_path
     assert recipe.model.name == "my codec"
 
 
+def test_string_settings_take_the_override_as_typed(tmp_path):
+    """`--data.root=2024` names a folder: TOML would read an integer, a string setting keeps the text."""
+    recipe = _recipe(tmp_path, "", ["--data.root=2024", "--model.name=[1]", "--train.steps=2024"])
+    assert recipe.data.root == "2024" and recipe.model.name == "[1]"
+    assert recipe.train.steps == 2024 and isinstance(recipe.train.steps, int)
+    assert type(to_dict(recipe)["data"]["root"]) is str
+
+
 def test_parse_override_nests_keys():
-    assert parse_override("--a.b.c=3") == {"a": {"b": {"c": 3}}}
-    assert parse_override("train.steps=[1, 2]") == {"train": {"steps": [1, 2]}}
+    three = parse_override("--a.b.c=3")["a"]["b"]["c"]
+    assert three == "3" and three.parsed == 3  # the text as typed, and what TOML reads in it
+    assert parse_override("train.steps=[1, 2]")["train"]["steps"].parsed == [1, 2]
     assert parse_override("--data.root=x=y") == {"data": {"root": "x=y"}}
 
 
@@ -70,7 +79,6 @@ def test_parse_override_nests_keys():
         ("--model.ratios=8", "model.ratios: expected a list"),
         ("--model.ratios=[8, 'x']", "model.ratios: expected an integer"),
         ("--train.betas=[0.9]", "train.betas: expected 2 values"),
-        ("--model.name=[1]", "model.name: expected a string"),
         ("--train=5", "train: expected a table"),
         ("--train.stepz=5", "unknown setting train.stepz"),
         ("--nosuch.key=1", "unknown setting nosuch"),
