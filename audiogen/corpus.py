@@ -6,6 +6,8 @@
     from audiogen.corpus import build_corpus
     summary = build_corpus("data/corpus", hours=1.0, seed=0)
 
+Sources (music21 or a MIDI folder) and their order come from `audiogen.scores`.
+
 Output: OUT/audio/<name>.wav (mono PCM16) beside OUT/audio/<name>.mid, which is exactly the MIDI
 that was rendered (the tokenizer pairs them by stem), and OUT/corpus.json (settings, one entry per
 piece: source, programs, tempo factor, transposition, drums, seconds).
@@ -21,19 +23,16 @@ file is written atomically, so a killed build resumes cleanly.
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import io
 import json
 import multiprocessing
 import os
 import queue
-import re
 import shutil
 import subprocess
 import tempfile
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -44,24 +43,14 @@ from .audio import save
 from .drums import add_drums, meter_class
 from .errors import AudiogenError
 from .fileio import ensure_writable_dir, is_temporary, write_bytes, write_json
-from .folders import MIDI_SUFFIXES
-from .midi import beat_grid, load_midi
+from .midi import beat_grid
 from .progress import bar
+from .scores import Schedule, Source, load_source, midi_sources, music21_sources
 
 FORMAT_VERSION = 1
 SOUNDFONT_DIRS = ("/usr/share/sounds/sf2", "/usr/share/soundfonts")
 SOUNDFONT_NAMES = ("FluidR3_GM.sf2", "TimGM6mb.sf2")
 
-# music21 corpus folders by collection, and how often each collection is drawn.
-GROUPS = {
-    "chorales": ("bach",),
-    "renaissance": ("palestrina", "monteverdi", "trecento", "josquin", "ciconia", "luca", "lusitano"),
-    "folk": ("ryansMammoth", "essenFolksong", "oneills1850", "airdsAirs", "nottingham-dataset", "miscFolk"),
-}
-GROUP_WEIGHTS = {"chorales": 0.3, "renaissance": 0.2, "folk": 0.4, "classical": 0.1}
-SKIP_FOLDERS = {"demos", "theoryExercises", "leadSheet", "choraleAnalyses"}
-MAX_SCORE_BYTES = 120_000
-SCORE_SUFFIXES = {".mxl", ".xml", ".musicxml", ".krn", ".abc"}  # .rntxt (analyses) is left out
 
 # GM programs by ensemble: (melody programs, bass programs). A piece takes one ensemble, or
 # "mixed" (each part from any ensemble).
@@ -92,14 +81,6 @@ class CorpusSummary:
 
 
 @dataclasses.dataclass(frozen=True)
-class Source:
-    path: str
-    tune: int | None  # the n-th tune of a multi-tune ABC file (None: the whole file)
-    group: str
-    label: str  # short, file-name-safe
-
-
-@dataclasses.dataclass(frozen=True)
 class Job:
     index: int
     name: str
@@ -110,90 +91,6 @@ class Job:
     sample_rate: int
     drums_fraction: float
     max_piece_seconds: float
-
-
-def _slug(text: str, limit: int = 40) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_.")[:limit] or "piece"
-
-
-_TUNE_START = re.compile(r"^X:\s*\d", re.MULTILINE)
-
-
-def _abc_tunes(path: Path) -> int:
-    return len(_TUNE_START.findall(path.read_text(encoding="latin-1")))
-
-
-def _abc_tune_text(path: str, tune: int) -> str:
-    """The file header (fields before the first X:) plus the tune-th tune."""
-    text = Path(path).read_text(encoding="latin-1")
-    starts = [m.start() for m in _TUNE_START.finditer(text)]
-    end = starts[tune + 1] if tune + 1 < len(starts) else len(text)
-    return text[: starts[0]] + text[starts[tune] : end]
-
-
-def _music21_sources() -> list[Source]:
-    try:
-        from music21 import corpus
-    except ImportError:
-        raise AudiogenError("music21 is not installed: pip install 'audiogen[data]' (or pass --midi-dir)") from None
-    folder_group = {folder: group for group, folders in GROUPS.items() for folder in folders}
-    out = []
-    for path in sorted(corpus.getPaths(), key=str):
-        path = Path(path)
-        parts = path.parts[path.parts.index("corpus") + 1 :] if "corpus" in path.parts else path.parts[-2:]
-        if path.suffix.lower() not in SCORE_SUFFIXES or SKIP_FOLDERS & set(parts):
-            continue
-        group = folder_group.get(parts[0], "classical")
-        stem = _slug("-".join((*parts[:-1], path.stem)))
-        tunes = _abc_tunes(path) if path.suffix.lower() == ".abc" else 1
-        if tunes <= 1 and path.stat().st_size > MAX_SCORE_BYTES:  # minutes to parse, for 2 minutes used
-            continue
-        if tunes > 1:
-            out += [Source(str(path), k, group, f"{stem}-{k}") for k in range(tunes)]
-        else:
-            out.append(Source(str(path), None, group, stem))
-    return out
-
-
-def _midi_sources(midi_dir: str | os.PathLike) -> list[Source]:
-    root = Path(midi_dir)
-    if not root.is_dir():
-        raise AudiogenError(f"{root}: no such folder")
-    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in MIDI_SUFFIXES and p.is_file()
-                   and not p.name.startswith("."))
-    if not files:
-        raise AudiogenError(f"{root}: no .mid/.midi files found")
-    return [Source(str(p), None, "midi", _slug(str(p.relative_to(root).with_suffix("")))) for p in files]
-
-
-class Schedule:
-    """Piece index -> source: smooth weighted round robin over collections, each seed-shuffled and cycled."""
-
-    def __init__(self, sources: list[Source], seed: int):
-        rng = np.random.default_rng([seed, 1])
-        groups: dict[str, list[Source]] = {}
-        for s in sources:
-            groups.setdefault(s.group, []).append(s)
-        self.groups = {g: [items[i] for i in rng.permutation(len(items))] for g, items in sorted(groups.items())}
-        self.weights = {g: GROUP_WEIGHTS.get(g, 1.0) for g in self.groups}
-        self.credit = dict.fromkeys(self.groups, 0.0)
-        self.taken = dict.fromkeys(self.groups, 0)
-        self.order: list[Source] = []
-
-    def __getitem__(self, index: int) -> Source:
-        total = sum(self.weights.values())
-        while len(self.order) <= index:
-            for g in self.groups:
-                self.credit[g] += self.weights[g]
-            g = max(self.groups, key=lambda k: self.credit[k])
-            self.credit[g] -= total
-            items = self.groups[g]
-            self.order.append(items[self.taken[g] % len(items)])
-            self.taken[g] += 1
-        return self.order[index]
-
-    def __len__(self) -> int:
-        return sum(len(v) for v in self.groups.values())
 
 
 def default_soundfont() -> Path:
@@ -208,104 +105,6 @@ def default_soundfont() -> Path:
 
 
 # ---------------------------------------------------------------- one piece (runs in a worker)
-
-
-def _chord_symbols(score) -> list[tuple[float, float, list[int], int]]:
-    """(offset, quarter lengths, pitch classes, bass pitch class) of each chord symbol ("Am", "D7")."""
-    from music21 import harmony
-
-    flat = score.flatten()
-    symbols = [cs for cs in flat.getElementsByClass(harmony.ChordSymbol) if cs.pitches]
-    out = []
-    for k, cs in enumerate(symbols):
-        start = float(cs.getOffsetBySite(flat))
-        stop = float(symbols[k + 1].getOffsetBySite(flat)) if k + 1 < len(symbols) else float(flat.highestTime)
-        if stop > start:
-            out.append((start, stop - start, [p.pitchClass for p in cs.pitches], (cs.bass() or cs.root()).pitchClass))
-    return out
-
-
-def _accompaniment(pm: pretty_midi.PrettyMIDI, symbols: list[tuple[float, float, list[int], int]]) -> None:
-    """A bass line and block chords that play a folk tune's chord symbols (placed via the tempo map)."""
-    bass, pad = pretty_midi.Instrument(program=32, name="Bass"), pretty_midi.Instrument(program=0, name="Chords")
-    for offset, length, classes, root in symbols:
-        start = pm.tick_to_time(int(round(offset * pm.resolution)))
-        end = pm.tick_to_time(int(round((offset + length) * pm.resolution)))
-        bass.notes.append(pretty_midi.Note(velocity=80, pitch=36 + root, start=start, end=end))
-        for pc in sorted(set(classes)):
-            pitch = 48 + pc if pc >= 5 else 60 + pc  # close voicing between F3 and E4
-            pad.notes.append(pretty_midi.Note(velocity=62, pitch=pitch, start=start, end=end))
-    if bass.notes:
-        pm.instruments += [pad, bass]
-
-
-def _tidy_score(score, max_quarters: float):
-    """Repairs and trims before MIDI export: repeats written out, the score cut to what can be used."""
-    from music21 import meter, stream
-
-    # The ABC reader shares one TimeSignature object between measures with mixed meters; MIDI export
-    # then refuses to insert it twice. Give each measure its own copy.
-    seen: set[int] = set()
-    for measure in list(score.recurse().getElementsByClass(stream.Measure)):
-        for ts in list(measure.getElementsByClass(meter.TimeSignature)):
-            if id(ts) in seen:
-                measure.replace(ts, copy.deepcopy(ts))
-            seen.add(id(ts))
-    try:
-        score = score.expandRepeats()
-    except Exception:  # repeats music21 cannot follow: drop them and play the score as written
-        _strip_repeats(score)
-    # Long movements: only the first minutes are used, and whole movements at music21's 10080 ticks
-    # a beat overflow pretty_midi's tick limit.
-    for part in score.parts if score.parts else [score]:
-        for measure in list(part.getElementsByClass(stream.Measure)):
-            if measure.offset >= max_quarters:
-                part.remove(measure)
-    return score
-
-
-def _strip_repeats(score) -> None:
-    from music21 import bar, repeat, spanner, stream
-
-    for measure in score.recurse().getElementsByClass(stream.Measure):
-        if isinstance(measure.leftBarline, bar.Repeat):
-            measure.leftBarline = None
-        if isinstance(measure.rightBarline, bar.Repeat):
-            measure.rightBarline = None
-        for mark in list(measure.getElementsByClass((repeat.RepeatExpression, repeat.RepeatMark))):
-            measure.remove(mark)
-    for bracket in list(score.recurse().getElementsByClass(spanner.RepeatBracket)):
-        if bracket.activeSite is not None:
-            bracket.activeSite.remove(bracket)
-
-
-def _load_source(source: Source, *, max_seconds: float) -> pretty_midi.PrettyMIDI:
-    if source.group == "midi":
-        return load_midi(source.path, max_seconds=None)
-    from music21 import converter, stream
-    from music21.midi import translate
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        if source.tune is None:
-            score = converter.parse(source.path)
-        else:
-            score = converter.parseData(_abc_tune_text(source.path, source.tune), format="abc")
-        if isinstance(score, stream.Opus):
-            score = score.scores[0]
-        # 4 quarters a second (240 a minute) covers max_seconds at any tempo a score is likely to have.
-        score = _tidy_score(score, max_quarters=4 * max_seconds * 1.25)
-        try:
-            symbols = _chord_symbols(score) if source.group == "folk" else []
-        except Exception:  # odd chord symbols: keep the bare tune
-            symbols = []
-        data = translate.music21ObjectToMidiFile(score).writestr()
-        pm = pretty_midi.PrettyMIDI(io.BytesIO(data))
-    pm.instruments = [inst for inst in pm.instruments if inst.notes]
-    if not pm.instruments:
-        raise AudiogenError("no notes")
-    _accompaniment(pm, symbols)
-    return pm
 
 
 def _pick(rng: np.random.Generator, weights: dict) -> object:
@@ -440,7 +239,7 @@ def _trim(wav: np.ndarray, sample_rate: int, notes_end: float, limit: float) -> 
 def make_piece(job: Job) -> dict:
     """Build one piece (MIDI, then audio); returns its manifest entry, or {"skipped": reason}."""
     try:
-        pm = _load_source(job.source, max_seconds=job.max_piece_seconds)
+        pm = load_source(job.source, max_seconds=job.max_piece_seconds)
     except Exception as err:  # music21 raises many types for scores it cannot read
         reason = str(err).strip().splitlines()[0][:120] if str(err).strip() else type(err).__name__
         return {"index": job.index, "skipped": f"{job.source.label}: {reason}"}
@@ -530,7 +329,7 @@ def build_corpus(
     font = Path(soundfont) if soundfont else default_soundfont()
     if not font.is_file():
         raise AudiogenError(f"{font}: soundfont not found")
-    sources = _midi_sources(midi_dir) if midi_dir else _music21_sources()
+    sources = midi_sources(midi_dir) if midi_dir else music21_sources()
     schedule = Schedule(sources, seed)
     out = ensure_writable_dir(out_dir)
     audio_dir = ensure_writable_dir(out / "audio")
