@@ -29,7 +29,11 @@ def init(device_kind: str) -> tuple[int, int]:
 
 
 def is_main() -> bool:
-    return not dist.is_initialized() or dist.get_rank() == 0
+    return rank() == 0
+
+
+def rank() -> int:
+    return dist.get_rank() if dist.is_initialized() else 0
 
 
 def world_size() -> int:

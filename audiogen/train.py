@@ -189,7 +189,7 @@ def run(
         name: torch.optim.AdamW(params, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
         for name, params in groups.items()
     }
-    rank, world = (torch.distributed.get_rank(), distributed.world_size()) if world_is_dist() else (0, 1)
+    rank, world = distributed.rank(), distributed.world_size()
 
     step = 0
     if resume:
@@ -320,8 +320,4 @@ def _checksum(modules: dict[str, torch.nn.Module]) -> torch.Tensor:
                 weights = torch.linspace(1, 2, p.numel(), dtype=torch.float64)  # position-sensitive
                 total += (p.detach().double().cpu().flatten() * weights).sum() * (i + 1)
     return total.reshape(1)
-
-
-def world_is_dist() -> bool:
-    return torch.distributed.is_available() and torch.distributed.is_initialized()
 
