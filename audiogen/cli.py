@@ -239,7 +239,14 @@ def _add_generation(p: argparse.ArgumentParser, *, guidance: bool = False) -> No
         p.add_argument("--guidance", type=float, default=3.0, help="classifier-free guidance scale (1 = off)")
     p.add_argument("--batch-size", type=int, default=4, help="items generated together")
     p.add_argument("--plot", action="store_true", help="also write a spectrogram PNG beside each WAV")
+    _add_dtype(p)
     _add_common(p)
+
+
+def _add_dtype(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dtype", default="fp32", choices=["fp32", "bf16", "auto"],
+                   help="the language model's precision: bf16 decodes about 2x faster where the CPU has native "
+                        "bf16 (or on CUDA); auto picks it where native (default: fp32)")
 
 
 def _sampling_kwargs(args: argparse.Namespace) -> dict:
@@ -277,7 +284,7 @@ def _save(path: Path, wav, sample_rate: int, *, plot: bool, loop=None, quiet: bo
 def _engine(args: argparse.Namespace):
     from .api import AudioGen
 
-    return AudioGen.load(args.model, device=args.device)
+    return AudioGen.load(args.model, device=args.device, dtype=args.dtype)
 
 
 def cmd_continue(args: argparse.Namespace) -> int:
@@ -556,6 +563,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed-audio", help="recording to continue (default: samples/seed.wav)")
     p.add_argument("--seconds", type=float, default=8.0, help="seconds of continuation")
     p.add_argument("--seed", type=int, default=0)
+    _add_dtype(p)
     _add_common(p)
     p.set_defaults(func=cmd_demo)
 
@@ -568,6 +576,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--val-fraction", type=float, default=0.05, help="the recipes' validation fraction")
     p.add_argument("--no-reference", action="store_true", help="skip the Opus reference")
     p.add_argument("--json", help="also write the report as JSON")
+    _add_dtype(p)
     _add_common(p)
     p.set_defaults(func=cmd_eval)
 

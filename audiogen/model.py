@@ -27,7 +27,7 @@ import dataclasses
 import math
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
@@ -36,6 +36,9 @@ from torch import nn
 from . import checkpoint, patterns
 from .config import from_dict, to_dict
 from .errors import AudiogenError
+
+if TYPE_CHECKING:
+    from .static_decode import StaticDecoder
 
 KIND = "lm"
 
@@ -253,13 +256,24 @@ class PackedDecoder:
         # time. From two rows on, and in fp32, the oneDNN packs are faster.
         self.native = batch == 1 and model.heads.weight.dtype == torch.bfloat16
 
-        def pack(weight: torch.Tensor) -> torch.Tensor:
+        # fp32 products of 4-64 rows run about 3x slower when the output width is a multiple of
+        # 1024 (the K heads of 1024 codes: 2.2 ms instead of 0.7 ms at batch 16, a sixth of the
+        # step), likely cache-set aliasing in oneDNN's packed layout. 16 zero rows of padding
+        # avoid it; the products whose outputs are sliced (qkv, gate_up, heads) take it.
+        pad = 16 if model.heads.weight.dtype == torch.float32 and 4 <= batch <= 64 and not self.native else 0
+        self.padded = 0  # how many products got the padding
+
+        def pack(weight: torch.Tensor, sliced: bool = False) -> torch.Tensor:
+            weight = weight.detach()
             if self.native:
-                return weight.detach()
-            return torch.ops.mkldnn._reorder_linear_weight(weight.detach(), batch)
+                return weight
+            if sliced and pad and weight.shape[0] % 1024 == 0:
+                weight = torch.cat((weight, weight.new_zeros(pad, weight.shape[1])))
+                self.padded += 1
+            return torch.ops.mkldnn._reorder_linear_weight(weight, batch)
 
         def fold(linear: nn.Linear, norm: nn.RMSNorm) -> torch.Tensor:
-            return pack((linear.weight.float() * norm.weight.float()).to(linear.weight.dtype))
+            return pack((linear.weight.float() * norm.weight.float()).to(linear.weight.dtype), sliced=True)
 
         self.layers = [(fold(b.attn.qkv, b.attn_norm), pack(b.attn.out.weight), fold(b.mlp.gate_up, b.mlp_norm),
                         pack(b.mlp.down.weight)) for b in model.blocks]
@@ -270,6 +284,8 @@ class PackedDecoder:
         ref = model.heads.weight
         self.coef = torch.tensor([c.head_dim**-0.5, 1.0, 0.0], device=ref.device).view(1, 3, 1, 1)
         self.base = torch.tensor([[0.0, 0.0, 1.0], [0.0, 0.0, 0.0]], device=ref.device).view(2, 3, 1, 1)
+
+    path = "packed"
 
     def __reduce__(self):
         return _no_decoder, ()  # oneDNN packs cannot be copied or pickled: copies of the model repack
@@ -294,10 +310,10 @@ class PackedDecoder:
     def _layers(self, model: LM, x, rot_c, rot_s, slot: int, visible: int, linear, linear_add) -> torch.Tensor:
         c = model.config
         B, D = x.shape
-        H, Dh, eps = c.num_heads, c.head_dim, c.norm_eps
+        H, Dh, eps, hidden = c.num_heads, c.head_dim, c.norm_eps, c.hidden_dim
         for (qkv_w, out_w, gate_up_w, down_w), cache in zip(self.layers, model.caches):
             h = F.rms_norm(x, (D,), None, eps)
-            qkv = linear(h, qkv_w).view(B, 3, H, Dh)
+            qkv = linear(h, qkv_w)[:, : 3 * D].view(B, 3, H, Dh)  # (a padded product has extra columns)
             # Rotate halves (x1, x2) -> (x1 cos - x2 sin, x2 cos + x1 sin) in float32: roll swaps the halves.
             r = qkv * rot_c + qkv.roll(Dh // 2, -1) * rot_s  # [B, 3, H, Dh]: q (scaled), k, v
             cache.kv[:, :, :, slot] = r[:, 1:].transpose(0, 1)
@@ -305,9 +321,9 @@ class PackedDecoder:
             scores = torch.matmul(r[:, 0, :, None], keys.transpose(2, 3))  # [B, H, 1, n]
             y = torch.matmul(scores.softmax(dim=-1), values).view(B, D).to(x.dtype)
             x = linear_add(y, x, out_w)
-            gate, up = linear(F.rms_norm(x, (D,), None, eps), gate_up_w).chunk(2, dim=-1)
+            gate, up = linear(F.rms_norm(x, (D,), None, eps), gate_up_w)[:, : 2 * hidden].chunk(2, dim=-1)
             x = linear_add(F.silu(gate) * up, x, down_w)
-        logits = linear(F.rms_norm(x, (D,), None, eps), self.heads)
+        logits = linear(F.rms_norm(x, (D,), None, eps), self.heads)[:, : c.num_codebooks * c.codebook_size]
         return logits.view(B, c.num_codebooks, c.codebook_size)
 
 
@@ -339,8 +355,12 @@ class LM(nn.Module):
         self.norm = nn.RMSNorm(D, eps=config.norm_eps)
         self.heads = nn.Linear(D, K * V, bias=False)  # all K heads in one matmul (fast in bf16 too)
         self.caches: list[KVCache] | None = None
-        self.fast_decode = True  # decode_step on CPU takes the prepacked path (`PackedDecoder`); False: the modules
-        self._decoder: PackedDecoder | None = None
+        # decode_step's fast paths: on CPU the prepacked step (`PackedDecoder`), on CUDA the fixed-shape
+        # compiled one (`audiogen.static_decode`); False: the modules. `compile_decode` None: compile on
+        # CUDA only; True: on CPU too (instead of the prepacked step); False: never.
+        self.fast_decode = True
+        self.compile_decode: bool | None = None
+        self._decoder: PackedDecoder | StaticDecoder | None = None
         self.meta: dict[str, Any] = {}  # config.json's other entries after `load` (e.g. the codec)
         self._inv_freq: dict[torch.device, torch.Tensor] = {}
         self._init_weights()
@@ -496,8 +516,19 @@ class LM(nn.Module):
     def _prepare_decoder(self) -> None:
         cache = self.caches[0] if self.caches else None
         ref = self.heads.weight
-        if (cache is None or not self.fast_decode or self.training or cache.kv.dtype != torch.float32
-                or cache.kv.device != ref.device or not _packable(ref.dtype, ref.device)):
+        if cache is None or not self.fast_decode or self.training or cache.kv.device != ref.device:
+            self._decoder = None
+            return
+        compile_decode = self.compile_decode if self.compile_decode is not None else ref.device.type == "cuda"
+        if compile_decode:
+            # The step reads the live weights: only new caches (or a new dtype) need a new one.
+            key = ("static", id(self.caches), ref.dtype)
+            if self._decoder is None or self._decoder.key != key:
+                from .static_decode import StaticDecoder  # (it imports `rotary` from here)
+
+                self._decoder = StaticDecoder(self, key, compile=True)
+            return
+        if cache.kv.dtype != torch.float32 or not _packable(ref.dtype, ref.device):
             self._decoder = None
             return
         batch = cache.kv.shape[1]

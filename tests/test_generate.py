@@ -124,6 +124,32 @@ def test_api_matches_cli_and_has_no_hidden_state(model: Path, tmp_path: Path) ->
     assert c.shape == (1, int(0.4 * SAMPLE_RATE))
 
 
+def test_bf16_option(model: Path, tmp_path: Path) -> None:
+    """--dtype bf16 runs the LM in bf16 (fixed by the seed, recorded in the identity); the codec
+    stays fp32; auto picks bf16 exactly where it is native; anything else is a user error."""
+    import torch
+
+    from audiogen.api import native_bf16, resolve_dtype
+    from audiogen.errors import AudiogenError
+
+    fp32 = AudioGen.load(model)
+    ag = AudioGen.load(model, dtype="bf16")
+    assert ag.lm.heads.weight.dtype == torch.bfloat16 and next(ag.codec.parameters()).dtype == torch.float32
+    assert ag.identity["lm_dtype"] == "bf16" and fp32.identity["lm_dtype"] == "fp32"
+    a, _ = ag.generate(seconds=0.5, count=2, seed=3)
+    b, _ = ag.generate(seconds=0.5, count=2, seed=3)
+    assert np.array_equal(a, b) and a.shape == (2, 1, SAMPLE_RATE // 2) and np.isfinite(a).all()
+    cpu = torch.device("cpu")
+    assert resolve_dtype("auto", cpu) == (torch.bfloat16 if native_bf16(cpu) else torch.float32)
+    with pytest.raises(AudiogenError, match="dtype must be"):
+        AudioGen.load(model, dtype="fp8")
+    out = tmp_path / "r.wav"
+    sketch = write_sketch(tmp_path / "s.mid")
+    assert run_cli("render", sketch, "-o", out, "--model", model, "--dtype", "bf16", "--seconds", "0.5",
+                   "--quiet") == 0
+    assert frames_of(out) == (SAMPLE_RATE // 2, SAMPLE_RATE, 1)
+
+
 BAD = [
     ("continue", "missing.wav", "-o", "{tmp}/x.wav"),
     ("continue", "{notaudio}", "-o", "{tmp}/x.wav"),
