@@ -13,7 +13,8 @@ In one run, on one machine:
   * the fastest possible step (weight bytes / bandwidth at batch 1, FLOPs / matmul rate at large
     batch) and the fraction of it reached;
   * codec encode/decode real-time factors, end-to-end real-time factors of render, continue and
-    loops, and LM training throughput (tokens/s) with its model-FLOPs utilisation.
+    loops (also with the LM in bf16 where bf16 is native: `--dtype bf16`), and LM training
+    throughput (tokens/s) with its model-FLOPs utilisation.
 `--smoke` shrinks every size so the whole run takes seconds (the test suite runs it).
 """
 
@@ -268,10 +269,10 @@ def run_bench(cfg: BenchConfig, *, log: Callable[[str], None] = print) -> dict[s
     log("audiogen reference-size LM ...")
     torch.manual_seed(0)
     rows += decode_rows("reference", LM(reference).to(device).eval(), cfg, device, limits, frame_rate, peer)
+    from .api import AudioGen, native_bf16
+
     ag = None
     try:
-        from .api import AudioGen
-
         ag = AudioGen.load(cfg.model, device=str(device))
     except AudiogenError as err:
         report["default_model"] = f"not measured: {err}"
@@ -282,6 +283,10 @@ def run_bench(cfg: BenchConfig, *, log: Callable[[str], None] = print) -> dict[s
         if cfg.tasks:
             log("end-to-end tasks ...")
             report["tasks"] = task_rows(ag, smoke=cfg.smoke)
+            if native_bf16(device) and ag.lm.heads.weight.dtype == torch.float32:
+                log("end-to-end tasks, bf16 LM (--dtype bf16) ...")
+                ag16 = AudioGen(copy.deepcopy(ag.lm).to(torch.bfloat16), ag.codec, model_dir=ag.model_dir)
+                report["tasks_bf16"] = task_rows(ag16, smoke=cfg.smoke)
         report["default_model"] = str(ag.model_dir)
     report["decode"] = rows
     log("training throughput ...")
@@ -316,9 +321,9 @@ def format_report(report: dict[str, Any]) -> str:
         table.append(cells)
     widths = [max(len(r[i]) for r in table) for i in range(len(header))]
     lines += ["  ".join(c.rjust(w) for c, w in zip(r, widths)) for r in table]
-    for section in ("codec", "tasks"):
+    for section, title in (("codec", "codec"), ("tasks", "tasks"), ("tasks_bf16", "tasks with --dtype bf16")):
         if isinstance(report.get(section), dict):
-            lines.append(f"{section}: " + ", ".join(f"{k} {v:.1f}" for k, v in report[section].items()))
+            lines.append(f"{title}: " + ", ".join(f"{k} {v:.1f}" for k, v in report[section].items()))
     if isinstance(report.get("default_model"), str) and report["default_model"].startswith("not"):
         lines.append(f"default model: {report['default_model']}")
     t = report["training"]

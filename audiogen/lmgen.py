@@ -139,23 +139,24 @@ def generate_tokens(
         P = first + 1  # positions 0..first: inputs are the start step and known steps 0..first-1
         logits = model.prefill(model_batch(patterns.shift_right(steps[:, :, :P], special)),
                                None if rows is None else rows[:, :P], drop_cond=drop)
-        for s in range(first, S):
-            logits = logits.float()
-            if use_guidance:
-                logits = guide(logits[:B], logits[B:], sampling.guidance)
-            if logits_hook is not None:
-                logits = logits_hook(s, logits)
-            tokens = sample(logits, temperature=sampling.temperature, top_k=sampling.top_k,
-                            top_p=sampling.top_p, generator=generator)  # [B, K]
-            tokens = torch.where(fixed[:, s], steps[:, :, s], tokens)
-            steps[:, :, s] = tokens
-            progress_bar.update(1)
-            if s + 1 < S:
-                step_input[:B, :, 0] = tokens
+        with model.decode_threads():
+            for s in range(first, S):
+                logits = logits.float()
                 if use_guidance:
-                    step_input[B:, :, 0] = tokens
-                logits = model.decode_step(step_input, None if rows is None else rows[:, s + 1 : s + 2],
-                                           drop_cond=drop, position=s + 1)
+                    logits = guide(logits[:B], logits[B:], sampling.guidance)
+                if logits_hook is not None:
+                    logits = logits_hook(s, logits)
+                tokens = sample(logits, temperature=sampling.temperature, top_k=sampling.top_k,
+                                top_p=sampling.top_p, generator=generator)  # [B, K]
+                tokens = torch.where(fixed[:, s], steps[:, :, s], tokens)
+                steps[:, :, s] = tokens
+                progress_bar.update(1)
+                if s + 1 < S:
+                    step_input[:B, :, 0] = tokens
+                    if use_guidance:
+                        step_input[B:, :, 0] = tokens
+                    logits = model.decode_step(step_input, None if rows is None else rows[:, s + 1 : s + 2],
+                                               drop_cond=drop, position=s + 1)
     finally:
         if shared is None:
             progress_bar.close()

@@ -23,9 +23,11 @@ off), equal to the module path up to rounding.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -234,8 +236,21 @@ def _linear_add(y: torch.Tensor, x: torch.Tensor, weight: torch.Tensor) -> torch
     return x + F.linear(y, weight)
 
 
+def _xnnpack() -> bool:
+    """Whether this PyTorch build has XNNPACK's prepacked fp32 linear (x86 and ARM wheels do)."""
+    return torch._C._is_xnnpack_enabled() and hasattr(torch.ops.prepacked, "linear_clamp_prepack")
+
+
+def _xnnpack_linear(x: torch.Tensor, packed) -> torch.Tensor:
+    return torch.ops.prepacked.linear_clamp_run(x, packed)
+
+
+def _xnnpack_linear_add(y: torch.Tensor, x: torch.Tensor, packed) -> torch.Tensor:
+    return x + torch.ops.prepacked.linear_clamp_run(y, packed)
+
+
 class PackedDecoder:
-    """The CPU decode step's weights, prepacked once for oneDNN, and the step itself.
+    """The CPU decode step's weights, prepacked once, and the step itself.
 
     A plain `F.linear` on CPU hands its weight to oneDNN, which re-lays it out on every call;
     with a few rows per step that costs about as much as the product. Prepacked once, the
@@ -243,30 +258,47 @@ class PackedDecoder:
     batch 1-32 (0.8x in fp32). Each RMSNorm's gain is folded into the matrix after it (rows are
     normalised without a gain), the attention scale into the queries' rotary table, and the
     residual additions into the products (oneDNN post-ops), so a step also makes fewer operator
-    calls than the module path. The packs (plain folded copies for one bf16 row, see `native`)
-    are a second copy of the weights (the module's own weights stay as they are, for training
-    and saving); `LM.clear_cache()` frees them.
+    calls than the module path. The packs are a second copy of the weights (the module's own
+    weights stay as they are, for training and saving); `LM.clear_cache()` frees them.
+
+    Which kernels (`kind`), measured on the 2-core machine at the reference size:
+      * "native", bf16 at batch 1: PyTorch's own mat-vec kernel (reached with oneDNN switched
+        off for the step) streams the weights faster than oneDNN's: 0.83x the step time.
+      * "xnnpack", fp32 at batch 1-8 in a process of at most 2 threads: XNNPACK's prepacked
+        products on ONE thread (`threads`; `LM.decode_threads()` sets it for a generation loop)
+        beat oneDNN's on two, 1.25-1.6x the steps/s (batch 1: 153 vs 123; batch 2, a guided
+        item: 149 vs 106). Two thread pools (XNNPACK's and OpenMP's) spinning on two cores at
+        once are 10x slower, hence one thread; and per-step switching costs more than it saves.
+      * "onednn" otherwise.
     Tested against the module path in tests/test_model.py and tests/test_lmgen.py.
     """
 
+    path = "packed"
+
     def __init__(self, model: LM, batch: int, key: tuple):
         self.key = key
-        # One bf16 row: PyTorch's own mat-vec kernel (reached with oneDNN switched off for the
-        # step) streams the weights faster than oneDNN's and costs less per call: 0.83x the step
-        # time. From two rows on, and in fp32, the oneDNN packs are faster.
-        self.native = batch == 1 and model.heads.weight.dtype == torch.bfloat16
+        dtype = model.heads.weight.dtype
+        if batch == 1 and dtype == torch.bfloat16:
+            self.kind = "native"
+        elif dtype == torch.float32 and batch <= 8 and torch.get_num_threads() <= 2 and _xnnpack():
+            self.kind = "xnnpack"
+        else:
+            self.kind = "onednn"
+        self.threads = 1 if self.kind == "xnnpack" else None  # the decode loop's thread count (None: as is)
 
-        # fp32 products of 4-64 rows run about 3x slower when the output width is a multiple of
-        # 1024 (the K heads of 1024 codes: 2.2 ms instead of 0.7 ms at batch 16, a sixth of the
+        # fp32 oneDNN products of 4-64 rows run about 3x slower when the output width is a multiple
+        # of 1024 (the K heads of 1024 codes: 2.2 ms instead of 0.7 ms at batch 16, a sixth of the
         # step), likely cache-set aliasing in oneDNN's packed layout. 16 zero rows of padding
         # avoid it; the products whose outputs are sliced (qkv, gate_up, heads) take it.
-        pad = 16 if model.heads.weight.dtype == torch.float32 and 4 <= batch <= 64 and not self.native else 0
+        pad = 16 if dtype == torch.float32 and 4 <= batch <= 64 and self.kind == "onednn" else 0
         self.padded = 0  # how many products got the padding
 
         def pack(weight: torch.Tensor, sliced: bool = False) -> torch.Tensor:
             weight = weight.detach()
-            if self.native:
+            if self.kind == "native":
                 return weight
+            if self.kind == "xnnpack":
+                return torch.ops.prepacked.linear_clamp_prepack(weight.contiguous(), None)
             if sliced and pad and weight.shape[0] % 1024 == 0:
                 weight = torch.cat((weight, weight.new_zeros(pad, weight.shape[1])))
                 self.padded += 1
@@ -285,10 +317,8 @@ class PackedDecoder:
         self.coef = torch.tensor([c.head_dim**-0.5, 1.0, 0.0], device=ref.device).view(1, 3, 1, 1)
         self.base = torch.tensor([[0.0, 0.0, 1.0], [0.0, 0.0, 0.0]], device=ref.device).view(2, 3, 1, 1)
 
-    path = "packed"
-
     def __reduce__(self):
-        return _no_decoder, ()  # oneDNN packs cannot be copied or pickled: copies of the model repack
+        return _no_decoder, ()  # packs cannot be copied or pickled: copies of the model repack
 
     def step(self, model: LM, x: torch.Tensor, position: int) -> torch.Tensor:
         """Residual stream `x [B, D]` of `position` (embedded) -> logits `[B, K, V]`; fills the caches."""
@@ -298,8 +328,19 @@ class PackedDecoder:
         tables = torch.addcmul(self.base, torch.cat((cos, cos, -sin, sin), dim=-1).view(2, 1, 1, Dh), self.coef)
         rot_c, rot_s = tables[0], tables[1]  # [3, 1, Dh]: broadcast over [B, 3, H, Dh]
         slot, visible = position % c.context, min(position + 1, c.context)
-        if not self.native:
+        if self.kind == "onednn":
             return self._layers(model, x, rot_c, rot_s, slot, visible, _packed_linear, _packed_linear_add)
+        if self.kind == "xnnpack":
+            threads = torch.get_num_threads()
+            if threads == self.threads:
+                return self._layers(model, x, rot_c, rot_s, slot, visible, _xnnpack_linear, _xnnpack_linear_add)
+            # A step outside `LM.decode_threads()` (a lone step, as prefill's of one position): on two
+            # threads the two pools would contend (10x slower), so switch for it (2x slower).
+            torch.set_num_threads(self.threads)
+            try:
+                return self._layers(model, x, rot_c, rot_s, slot, visible, _xnnpack_linear, _xnnpack_linear_add)
+            finally:
+                torch.set_num_threads(threads)
         mkldnn = torch.backends.mkldnn.enabled
         torch.backends.mkldnn.enabled = False  # (process-wide: another thread's products meanwhile only run slower)
         try:
@@ -512,6 +553,19 @@ class LM(nn.Module):
     def clear_cache(self) -> None:
         self.caches = None
         self._decoder = None
+
+    @contextlib.contextmanager
+    def decode_threads(self) -> Iterator[None]:
+        """Run a loop of decode steps on the thread count the decode step wants (`PackedDecoder.threads`)."""
+        want, before = getattr(self._decoder, "threads", None), torch.get_num_threads()
+        if want is None or want == before:
+            yield
+            return
+        torch.set_num_threads(want)  # (per step it would cost more than it saves: set once per loop)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(before)
 
     def _prepare_decoder(self) -> None:
         cache = self.caches[0] if self.caches else None

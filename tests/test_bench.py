@@ -10,6 +10,7 @@ import pytest
 import torch
 from tinymodel import make_tiny_model
 
+from audiogen.api import native_bf16
 from audiogen.bench import BenchConfig, decode_rows, limit_seconds
 from audiogen.cli import main
 from audiogen.model import LM, LMConfig
@@ -63,6 +64,12 @@ def test_smoke_with_a_model_folder(tmp_path: Path, capsys) -> None:
         "codec_encode_x_realtime", "codec_decode_x_realtime"}
     assert set(report["tasks"]) == {"render_x_realtime", "continue_x_realtime", "loops_x_realtime"}
     assert all(v > 0 for v in report["tasks"].values())
+    # the same tasks with the LM in bf16, where bf16 is native
+    if native_bf16(torch.device("cpu")):
+        assert set(report["tasks_bf16"]) == set(report["tasks"]) and all(v > 0 for v in report["tasks_bf16"].values())
+        assert any(line.startswith("tasks with --dtype bf16: ") for line in table)
+    else:
+        assert "tasks_bf16" not in report
     assert any(line.startswith("codec: ") for line in table) and any(line.startswith("tasks: ") for line in table)
     # the measured model is left as it was (bf16 rows run on a copy)
     lm = LM.load(folder)

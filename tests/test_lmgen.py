@@ -178,3 +178,32 @@ def test_packed_decoding_gives_the_same_tokens() -> None:
     assert torch.equal(fast, plain)
     if torch.backends.mkldnn.is_available():
         assert packed
+
+
+@pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="no prepacked CPU decode step here")
+def test_decode_loop_runs_on_the_threads_its_step_wants() -> None:
+    """In a 2-thread process, fp32 at small batch decodes with XNNPACK on one thread: the loop runs
+    on 1 thread (set once, restored after), a lone step outside the loop switches for itself, and
+    the tokens are those of the module path."""
+    from audiogen.model import _xnnpack
+
+    model = tiny()
+    torch.set_num_threads(2)
+    seen = []
+
+    def hook(step: int, logits: torch.Tensor) -> torch.Tensor:
+        seen.append(torch.get_num_threads())
+        return logits
+
+    sampling = SamplingConfig(seed=1, guidance=3.0, top_k=8)
+    fast = generate_tokens(model, num_frames=12, batch_size=1, cond=midi(1, 12), sampling=sampling,
+                           logits_hook=hook)
+    want = 1 if _xnnpack() else 2
+    assert model._decoder.kind == ("xnnpack" if want == 1 else "onednn")
+    assert seen and set(seen) == {want} and torch.get_num_threads() == 2
+    model.decode_step(torch.zeros(2, K, 1, dtype=torch.long), position=12)  # outside the loop
+    assert torch.get_num_threads() == 2
+    model.fast_decode = False
+    assert torch.equal(fast, generate_tokens(model, num_frames=12, batch_size=1, cond=midi(1, 12),
+                                             sampling=sampling))
+
