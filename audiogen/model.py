@@ -236,6 +236,9 @@ def _linear_add(y: torch.Tensor, x: torch.Tensor, weight: torch.Tensor) -> torch
     return x + F.linear(y, weight)
 
 
+XNNPACK_MAX_BATCH = 8  # fp32 decode on one XNNPACK thread up to this batch (see `PackedDecoder`)
+
+
 def _xnnpack() -> bool:
     """Whether this PyTorch build has XNNPACK's prepacked fp32 linear (x86 and ARM wheels do)."""
     return torch._C._is_xnnpack_enabled() and hasattr(torch.ops.prepacked, "linear_clamp_prepack")
@@ -280,7 +283,7 @@ class PackedDecoder:
         dtype = model.heads.weight.dtype
         if batch == 1 and dtype == torch.bfloat16:
             self.kind = "native"
-        elif dtype == torch.float32 and batch <= 8 and torch.get_num_threads() <= 2 and _xnnpack():
+        elif dtype == torch.float32 and batch <= XNNPACK_MAX_BATCH and torch.get_num_threads() <= 2 and _xnnpack():
             self.kind = "xnnpack"
         else:
             self.kind = "onednn"
