@@ -41,7 +41,7 @@ test: apt install-dev
 	$(BIN)/python -m pytest tests
 
 lint: install-dev
-	$(BIN)/ruff check audiogen tests recipes
+	$(BIN)/ruff check audiogen tests recipes benchmarks
 
 bench: install
 	$(BIN)/audiogen bench
