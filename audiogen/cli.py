@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -649,6 +650,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("audiogen: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # stdout went away (`audiogen demo | head -1`): the work is done; stop printing, quietly.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
 if __name__ == "__main__":
