@@ -269,9 +269,10 @@ class PackedDecoder:
         off for the step) streams the weights faster than oneDNN's: 0.83x the step time.
       * "xnnpack", fp32 at batch 1-8 in a process of at most 2 threads: XNNPACK's prepacked
         products on ONE thread (`threads`; `LM.decode_threads()` sets it for a generation loop)
-        beat oneDNN's on two, 1.25-1.6x the steps/s (batch 1: 153 vs 123; batch 2, a guided
-        item: 149 vs 106). Two thread pools (XNNPACK's and OpenMP's) spinning on two cores at
-        once are 10x slower, hence one thread; and per-step switching costs more than it saves.
+        beat oneDNN's on two: 1.1-1.4x the steps/s of whole generations (batch 2, a guided item:
+        174 vs 121; benchmarks/decode_kernels.py). XNNPACK's pool on two threads, with or
+        without OpenMP's beside it, is 10x slower on this VM, hence one thread; and switching
+        threads at every step costs more than it saves.
       * "onednn" otherwise.
     Tested against the module path in tests/test_model.py and tests/test_lmgen.py.
     """
@@ -584,6 +585,7 @@ class LM(nn.Module):
                 from .static_decode import StaticDecoder  # (it imports `rotary` from here)
 
                 self._decoder = StaticDecoder(self, key, compile=True)
+            self._decoder.attach(self)
             return
         if cache.kv.dtype != torch.float32 or not _packable(ref.dtype, ref.device):
             self._decoder = None

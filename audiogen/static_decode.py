@@ -47,10 +47,6 @@ class StaticDecoder:
         self.slots = torch.arange(c.context, device=device)
         Dh = c.head_dim
         self.inv_freq = c.rope_base ** -(torch.arange(0, Dh, 2, dtype=torch.float64, device=device) / Dh)
-        if compile and self.cuda:
-            # CUDA graphs replay fixed addresses: the caches must stay where they are.
-            for layer in model.caches:
-                torch._dynamo.mark_static_address(layer.kv)
         self.compiled = compile
         self.fn = self._step
         if compile:
@@ -59,6 +55,13 @@ class StaticDecoder:
             torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
             mode = "reduce-overhead" if self.cuda else None
             self.fn = torch.compile(self._step, fullgraph=True, dynamic=False, mode=mode)
+
+    def attach(self, model: LM) -> None:
+        """Called whenever the model's caches may be new: a CUDA graph replays fixed addresses, so the
+        compiler must treat the caches as static buffers (as it does parameters)."""
+        if self.compiled and self.cuda:
+            for layer in model.caches:
+                torch._dynamo.mark_static_address(layer.kv)
 
     @property
     def path(self) -> str:
