@@ -4,7 +4,7 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
-APT_PACKAGES := fluidsynth fluid-soundfont-gm timgm6mb-soundfont ffmpeg
+APT_PACKAGES := fluidsynth fluid-soundfont-gm timgm6mb-soundfont ffmpeg g++
 
 .PHONY: demo test install install-dev apt lint bench clean
 
@@ -25,7 +25,8 @@ install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
 
 # fluidsynth and the General MIDI soundfonts render MIDI in the tests and the corpus recipe;
-# ffmpeg gives `audiogen eval` its Opus reference.
+# ffmpeg gives `audiogen eval` its Opus reference; g++ is what torch.compile's CPU backend builds
+# with (tests/test_static_decode.py compiles the fixed-shape decode step).
 apt:
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
