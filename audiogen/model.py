@@ -592,8 +592,10 @@ class LM(nn.Module):
             return
         batch = cache.kv.shape[1]
         # Any change of the weights (in place: optimizer steps, load_state_dict; or new storage:
-        # .to()) changes a data pointer or a version counter.
-        key = (batch, ref.dtype, tuple((p.data_ptr(), p._version) for p in self.parameters()))
+        # .to()) changes a data pointer or a version counter. (Weights made under
+        # torch.inference_mode() have no version counter: only new storage is seen for them.)
+        key = (batch, ref.dtype, tuple((p.data_ptr(), 0 if p.is_inference() else p._version)
+                                       for p in self.parameters()))
         if self._decoder is None or self._decoder.key != key:
             self._decoder = None  # free the old packs first
             self._decoder = PackedDecoder(self, batch, key)

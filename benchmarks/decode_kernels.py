@@ -7,6 +7,7 @@
    padded from 4096 to 4112, and XNNPACK's packs on one thread.
 2. Whole generations (`generate_tokens`, fp32 reference size) at batch 1-16 with the decoder
    `PackedDecoder` picks (XNNPACK on one thread up to `XNNPACK_MAX_BATCH`) against oneDNN only.
+3. How much of a batch-1 step the products take (the rest: attention, norms, small operators).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import torch
 
 from audiogen import model as lm_module
 from audiogen.bench import REFERENCE, ours_decode
-from audiogen.model import LM
+from audiogen.model import LM, _xnnpack_linear
 
 
 def best_seconds(fn, repeat: int = 5, inner: int = 10) -> float:
@@ -94,7 +95,36 @@ def generations(threads: int) -> None:
         print(f"{batch:>5}  {shipped:>10.1f}  {kind:>8}  {onednn:>11.1f}")
 
 
+@torch.inference_mode()
+def step_split() -> None:
+    """How much of a batch-1 fp32 step (as shipped: XNNPACK, one thread) its 33 products take."""
+    torch.manual_seed(0)
+    model = LM(REFERENCE).eval()
+    torch.set_num_threads(1)
+    model.setup_cache(1)
+    tokens = torch.randint(0, REFERENCE.codebook_size, (1, REFERENCE.num_codebooks, 1))
+    model.prefill(tokens)
+    decoder = model._decoder
+    inputs = {k: torch.randn(1, k) for k in (REFERENCE.dim, REFERENCE.hidden_dim)}
+    ins = [REFERENCE.dim, REFERENCE.dim, REFERENCE.dim, REFERENCE.hidden_dim]
+    packs = [(k, p) for layer in decoder.layers for k, p in zip(ins, layer)] + [(REFERENCE.dim, decoder.heads)]
+
+    def products_only():
+        for k, p in packs:
+            _xnnpack_linear(inputs[k], p)
+
+    def steps(n: int = 50):
+        for position in range(1, n + 1):
+            model.decode_step(tokens, position=position)
+
+    products_ms = best_seconds(products_only, repeat=3) * 1e3
+    step_ms = best_seconds(steps, repeat=3, inner=1) / 50 * 1e3
+    print(f"\nbatch-1 fp32 decode step ({decoder.kind}, 1 thread): {step_ms:.2f} ms, of which its products "
+          f"alone {products_ms:.2f} ms ({100 * products_ms / step_ms:.0f} %)")
+
+
 if __name__ == "__main__":
     threads = torch.get_num_threads()
     products(threads)
     generations(threads)
+    step_split()

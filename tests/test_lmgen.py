@@ -207,3 +207,14 @@ def test_decode_loop_runs_on_the_threads_its_step_wants() -> None:
     assert torch.equal(fast, generate_tokens(model, num_frames=12, batch_size=1, cond=midi(1, 12),
                                              sampling=sampling))
 
+
+def test_a_model_made_under_inference_mode_generates() -> None:
+    """Weights created inside torch.inference_mode() have no version counter; the decoder's cache
+    key must not need one (a user may load and generate inside one `with` block)."""
+    with torch.inference_mode():
+        model = tiny()
+        codes = generate_tokens(model, num_frames=10, sampling=SamplingConfig(seed=1, top_k=4), cond=midi(1, 10))
+    model2 = tiny()
+    assert torch.equal(codes, generate_tokens(model2, num_frames=10, sampling=SamplingConfig(seed=1, top_k=4),
+                                              cond=midi(1, 10)))
+
