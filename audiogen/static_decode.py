@@ -24,14 +24,10 @@ from typing import TYPE_CHECKING
 import torch
 import torch.nn.functional as F
 
-from .model import rotary
+from .model import _no_decoder, rotary
 
 if TYPE_CHECKING:
     from .model import LM
-
-
-def _no_decoder() -> None:
-    return None
 
 
 class StaticDecoder:
