@@ -14,11 +14,12 @@ Attention is a sliding window of W = `config.context` positions: query i sees ke
 i - W < j <= i. Training on sequences longer than W uses that band mask; the KV cache is a
 ring buffer of W slots, so generation costs one step per position for ever and sees exactly the
 attention pattern of training on long crops. Rotary angles are computed in float64 from the
-absolute position, so position 50,000 is as exact as position 5. On CPU, `decode_step` runs a
-fast path with oneDNN-prepacked weights (`PackedDecoder`; `model.fast_decode = False` turns it
-off), equal to the module path up to rounding.
+absolute position, so position 50,000 is as exact as position 5. `decode_step` runs a fast
+path, equal to the module path up to rounding (`model.fast_decode = False` turns it off): on CPU
+prepacked weights (`PackedDecoder`: XNNPACK or oneDNN kernels), on CUDA a fixed-shape step
+compiled with CUDA graphs (`audiogen.static_decode`).
 
-`python -m pytest tests/test_model.py` exercises it.
+`python -m pytest tests/test_model.py tests/test_static_decode.py` exercises it.
 """
 
 from __future__ import annotations
