@@ -79,13 +79,13 @@ class AudioGen:
         multiplies bf16 natively, or on CUDA; logits within ~1 % of fp32, so other samples for
         the same seed) or auto (bf16 where it is native, else fp32). The codec stays fp32.
         """
-        lm_dtype = resolve_dtype(dtype, resolve_device(device))
+        torch_device = resolve_device(device)
+        lm_dtype = resolve_dtype(dtype, torch_device)
         if model_dir is None:
             model_dir = default_model_dir()
             if model_dir is None:
                 raise AudiogenError("no bundled default model in this install; pass a model folder (--model DIR)")
         path = Path(model_dir)
-        torch_device = resolve_device(device)
         lm = LM.load(path, device=torch_device).to(lm_dtype)
         codec_dir = path / "codec"
         if (codec_dir / checkpoint.CONFIG_NAME).exists():
@@ -129,7 +129,7 @@ class AudioGen:
         path = self.model_dir
         return {"model": str(path) if path else None,
                 "lm_weights": checkpoint.weights_hash(path) if path else None,
-                "lm_dtype": DTYPE_NAMES[self.lm.heads.weight.dtype],
+                "lm_dtype": DTYPE_NAMES.get(self.lm.heads.weight.dtype, str(self.lm.heads.weight.dtype)),
                 "codec": self.codec.identity.get("name"), "codec_fingerprint": self.codec.fingerprint()}
 
     # ------------------------------------------------------------------ tasks

@@ -166,8 +166,10 @@ def decode_rows(name: str, model: LM, cfg: BenchConfig, device: torch.device, li
             row = {"model": name, "dtype": dtype_name, "batch": batch, "steps_per_s": steps_per_s,
                    "frames_per_s": steps_per_s * batch, "audio_x_realtime": steps_per_s * batch / frame_rate,
                    "limit_steps_per_s": 1 / limit, "fraction_of_limit": steps_per_s * limit,
-                   # which decode step ran: oneDNN-prepacked (CPU), compiled (CUDA), or the plain modules
-                   "decode_path": lm._decoder.path if lm._decoder is not None else "modules"}
+                   # which decode step ran: prepacked (CPU), compiled (CUDA), or the plain modules;
+                   # and for the prepacked one, its kernels (xnnpack, onednn, native)
+                   "decode_path": lm._decoder.path if lm._decoder is not None else "modules",
+                   "decode_kernels": getattr(lm._decoder, "kind", None)}
             theirs = peer.get(batch)
             if theirs:
                 row["musicgen_steps_per_s"] = theirs

@@ -38,6 +38,7 @@ def check_rows(report: dict, table: list[str], models: set[str]) -> None:
         assert 0 < row["fraction_of_limit"] <= 1.5, row
         assert row["frames_per_s"] == pytest.approx(row["steps_per_s"] * row["batch"])
         assert row["decode_path"] in ("packed", "modules")
+        assert row["decode_kernels"] in ({"xnnpack", "onednn", "native"} if row["decode_path"] == "packed" else {None})
     # the table: machine and limit lines, a header, one line per row, the training line
     assert table[0].startswith("machine: cpu") and table[1].startswith("limits: bandwidth")
     header = next(i for i, line in enumerate(table) if line.split()[:3] == ["model", "dtype", "batch"])
