@@ -336,16 +336,10 @@ class PackedDecoder:
         if self.kind == "onednn":
             return self._layers(model, x, rot_c, rot_s, slot, visible, _packed_linear, _packed_linear_add)
         if self.kind == "xnnpack":
-            threads = torch.get_num_threads()
-            if threads == self.threads:
+            # Inside a generation loop the threads are set already (a no-op here); a lone step (as
+            # prefill's of one position) switches for itself: on two threads the pools would contend.
+            with model.decode_threads():
                 return self._layers(model, x, rot_c, rot_s, slot, visible, _xnnpack_linear, _xnnpack_linear_add)
-            # A step outside `LM.decode_threads()` (a lone step, as prefill's of one position): on two
-            # threads the two pools would contend (10x slower), so switch for it (2x slower).
-            torch.set_num_threads(self.threads)
-            try:
-                return self._layers(model, x, rot_c, rot_s, slot, visible, _xnnpack_linear, _xnnpack_linear_add)
-            finally:
-                torch.set_num_threads(threads)
         mkldnn = torch.backends.mkldnn.enabled
         torch.backends.mkldnn.enabled = False  # (process-wide: another thread's products meanwhile only run slower)
         try:
@@ -427,15 +421,20 @@ class LM(nn.Module):
         return sum(p.numel() for p in self.parameters())
 
     # ------------------------------------------------------------------ shared pieces
-    def _rope(self, start: int, length: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-        """float32 `cos, sin [length, Dh/2]` of absolute positions start.., the angles taken in float64
-        (a float32 angle at position 50,000 would be off by milliradians)."""
+    def _rope_frequencies(self, device: torch.device) -> torch.Tensor:
+        """float64 `[Dh/2]` rotary frequencies (cached per device)."""
         inv_freq = self._inv_freq.get(device)
         if inv_freq is None:
             Dh = self.config.head_dim
             exponent = torch.arange(0, Dh, 2, dtype=torch.float64, device=device) / Dh
             inv_freq = self._inv_freq[device] = self.config.rope_base ** -exponent
-        angles = torch.arange(start, start + length, dtype=torch.float64, device=device)[:, None] * inv_freq
+        return inv_freq
+
+    def _rope(self, start: int, length: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """float32 `cos, sin [length, Dh/2]` of absolute positions start.., the angles taken in float64
+        (a float32 angle at position 50,000 would be off by milliradians)."""
+        positions = torch.arange(start, start + length, dtype=torch.float64, device=device)
+        angles = positions[:, None] * self._rope_frequencies(device)
         return angles.cos().float(), angles.sin().float()
 
     def condition_rows(self, cond: torch.Tensor, num_steps: int) -> torch.Tensor:

@@ -41,8 +41,7 @@ class StaticDecoder:
         self.cuda = device.type == "cuda"
         self.position = torch.zeros((), dtype=torch.long, device=device)  # the step's position, on the device
         self.slots = torch.arange(c.context, device=device)
-        Dh = c.head_dim
-        self.inv_freq = c.rope_base ** -(torch.arange(0, Dh, 2, dtype=torch.float64, device=device) / Dh)
+        self.inv_freq = model._rope_frequencies(device)  # float64 [Dh/2], as the module path's
         self.compiled = compile
         self.fn = self._step
         if compile:
