@@ -104,6 +104,15 @@ def average_scalars(values: dict[str, float], device: torch.device) -> dict[str,
     return dict(zip(keys, t.tolist()))
 
 
+def any_rank(flag: bool, device: torch.device) -> bool:
+    """True on every rank when `flag` is true on any rank (a collective decision, e.g. to stop)."""
+    if world_size() == 1:
+        return flag
+    t = torch.tensor([1.0 if flag else 0.0], device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item())
+
+
 def gather_tensor(tensor: torch.Tensor) -> list[torch.Tensor]:
     """Every rank's copy of a same-shaped tensor (RNG states for exact resume)."""
     if world_size() == 1:

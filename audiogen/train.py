@@ -53,6 +53,10 @@ class TrainConfig:
     threads: int = 0  # CPU threads per process; 0 keeps torch's default
     precision: str = "auto"  # auto (bf16 autocast on CUDA, fp32 on CPU) | fp32 | bf16
     stop_after: int = 0  # stop (with a checkpoint) at this step without changing the schedule; 0 = at `steps`
+    # Wall-clock budget of this invocation in minutes (0 = none): when it is spent the loop evaluates,
+    # checkpoints and stops; `--resume` carries on with the same step-based schedule. GPU time comes in
+    # short windows, so a run there must end on time with its work saved.
+    max_minutes: float = 0.0
 
     def validate(self) -> None:
         if self.steps < 1 or self.batch_size < 1 or self.grad_accum < 1:
@@ -65,6 +69,8 @@ class TrainConfig:
             raise AudiogenError("train: precision must be auto, fp32 or bf16")
         if min(self.log_every, self.eval_every, self.checkpoint_every) < 1:
             raise AudiogenError("train: log_every, eval_every and checkpoint_every must be at least 1")
+        if not self.max_minutes >= 0 or self.max_minutes == float("inf"):  # also refuses NaN
+            raise AudiogenError("train: max_minutes must be a finite number >= 0 (0 = no budget)")
 
 
 class Task(Protocol):
@@ -86,14 +92,25 @@ class Task(Protocol):
 
 
 def resolve_device(name: str) -> torch.device:
+    """`auto | cpu | cuda | cuda:N` -> a torch device; CUDA always with its index.
+
+    A bare `cuda` becomes `cuda:LOCAL_RANK` (0 when run alone): `torch.cuda.set_device` and the
+    CUDA RNG state calls refuse an index-less device.
+    """
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda"):
+    if name == "cuda" or name.startswith("cuda:"):
+        index = name.partition(":")[2]
+        if name.startswith("cuda:") and not index.isdigit():
+            raise AudiogenError(f"unknown device {name!r} (auto, cpu, cuda, cuda:N)")
         if not torch.cuda.is_available():
-            raise AudiogenError("device cuda requested but no CUDA device is available")
-        _, world, local = distributed.env_world()
-        if name == "cuda" and world > 1:
-            name = f"cuda:{local}"
+            raise AudiogenError(f"device {name} requested but no CUDA device is available")
+        if not index:
+            index = str(distributed.env_world()[2])
+        if int(index) >= torch.cuda.device_count():
+            count = torch.cuda.device_count()
+            raise AudiogenError(f"device cuda:{index} requested but only {count} CUDA device(s) exist")
+        name = f"cuda:{int(index)}"
     elif name != "cpu":
         raise AudiogenError(f"unknown device {name!r} (auto, cpu, cuda, cuda:N)")
     return torch.device(name)
@@ -254,6 +271,8 @@ def run(
     last_eval: dict[str, float] = {}
     running: dict[str, float] = {}
     started, started_step = time.time(), step
+    budget_s = cfg.max_minutes * 60 if cfg.max_minutes > 0 else float("inf")
+    out_of_time = False
     try:
         while step < end:
             lr = lr_at(cfg, step)
@@ -293,12 +312,19 @@ def run(
             shown = {k: f"{v:.3g}" for k, v in running.items() if not k.startswith("grad_norm")}
             progress.set_postfix(shown, refresh=False)
             progress.update(1)
-            if step % cfg.eval_every == 0 or step == end:
+            if budget_s < float("inf"):  # every rank must stop at the same step
+                out_of_time = distributed.any_rank(time.time() - started >= budget_s, device)
+            if step % cfg.eval_every == 0 or step == end or out_of_time:
                 last_eval = evaluate(step)
                 if main and not quiet:
                     progress.write(f"step {step}: " + "  ".join(f"{k} {v:.4g}" for k, v in last_eval.items()))
-            if step % cfg.checkpoint_every == 0 or step == end:
+            if step % cfg.checkpoint_every == 0 or step == end or out_of_time:
                 save(step)
+            if out_of_time:
+                if main:
+                    progress.write(f"time budget of {cfg.max_minutes:g} min spent at step {step} of {end}: "
+                                   f"checkpointed; --resume carries on")
+                break
     finally:
         progress.close()
         if writer:
@@ -308,7 +334,8 @@ def run(
     if len(set(checksums)) > 1:
         raise RuntimeError(f"ranks diverged: weight checksums {checksums}")
     if main:
-        write_json(out / "final_metrics.json", {"step": step, "rank_checksums": checksums, **last_eval})
+        write_json(out / "final_metrics.json", {"step": step, "rank_checksums": checksums,
+                                                "stopped_by_time_budget": out_of_time, **last_eval})
     return last_eval
 
 

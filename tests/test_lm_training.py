@@ -155,3 +155,28 @@ def test_stop_after_keeps_the_schedule(dataset: Path, tmp_path: Path) -> None:
     assert audiogen("train", "lm", recipe, "-o", tmp_path / "split", "--quiet", "--resume").returncode == 0
     a, b = LM.load(tmp_path / "full").state_dict(), LM.load(tmp_path / "split").state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_max_minutes_stops_on_time_and_resumes_to_the_same_weights(dataset: Path, tmp_path: Path) -> None:
+    """`train.max_minutes` ends the run early with a checkpoint; `--resume` finishes the same schedule."""
+    recipe = write_recipe(tmp_path / "r.toml", dataset, steps=20, checkpoint_every=50, eval_every=50)
+    assert audiogen("train", "lm", recipe, "-o", tmp_path / "full", "--quiet").returncode == 0
+    # A budget of ~6 ms: spent after the first step, wherever checkpoint_every falls.
+    first = audiogen("train", "lm", recipe, "-o", tmp_path / "budget", "--quiet", "--train.max_minutes=0.0001")
+    assert first.returncode == 0, first.stderr
+    stopped = json.loads((tmp_path / "budget" / "final_metrics.json").read_text())
+    assert stopped["stopped_by_time_budget"] is True and 1 <= stopped["step"] < 20
+    assert (tmp_path / "budget" / "train_state.safetensors").is_file() and "val_ce" in stopped
+    assert audiogen("train", "lm", recipe, "-o", tmp_path / "budget", "--quiet", "--resume").returncode == 0
+    done = json.loads((tmp_path / "budget" / "final_metrics.json").read_text())
+    assert done["step"] == 20 and done["stopped_by_time_budget"] is False
+    a, b = LM.load(tmp_path / "full").state_dict(), LM.load(tmp_path / "budget").state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("value", ["nan", "-1", "inf"])
+def test_max_minutes_refuses_impossible_budgets(dataset: Path, tmp_path: Path, value: str) -> None:
+    recipe = write_recipe(tmp_path / "r.toml", dataset, steps=5, checkpoint_every=5, eval_every=5)
+    result = audiogen("train", "lm", recipe, "-o", tmp_path / "x", "--quiet", f"--train.max_minutes={value}")
+    assert result.returncode == 2 and "max_minutes" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "x" / "train_state.safetensors").exists()
