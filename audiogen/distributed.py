@@ -113,6 +113,15 @@ def any_rank(flag: bool, device: torch.device) -> bool:
     return bool(t.item())
 
 
+def broadcast_int(value: int, device: torch.device) -> int:
+    """Rank 0's `value` on every rank."""
+    if world_size() == 1:
+        return value
+    t = torch.tensor([value], dtype=torch.int64, device=device)
+    dist.broadcast(t, src=0)
+    return int(t.item())
+
+
 def gather_tensor(tensor: torch.Tensor) -> list[torch.Tensor]:
     """Every rank's copy of a same-shaped tensor (RNG states for exact resume)."""
     if world_size() == 1:

@@ -57,6 +57,11 @@ class TrainConfig:
     # checkpoints and stops; `--resume` carries on with the same step-based schedule. GPU time comes in
     # short windows, so a run there must end on time with its work saved.
     max_minutes: float = 0.0
+    # With max_minutes: time steps CALIBRATION_STEPS..+CALIBRATION_STEPS, then set `steps` so that the
+    # schedule (warm-up + cosine) ends when the budget does. The fitted value is saved in the checkpoint
+    # and `--resume` keeps it. Keep warmup_steps >= 2 * CALIBRATION_STEPS so no learning rate used
+    # before the fit depends on it.
+    fit_steps_to_budget: bool = False
 
     def validate(self) -> None:
         if self.steps < 1 or self.batch_size < 1 or self.grad_accum < 1:
@@ -71,6 +76,11 @@ class TrainConfig:
             raise AudiogenError("train: log_every, eval_every and checkpoint_every must be at least 1")
         if not self.max_minutes >= 0 or self.max_minutes == float("inf"):  # also refuses NaN
             raise AudiogenError("train: max_minutes must be a finite number >= 0 (0 = no budget)")
+        if self.fit_steps_to_budget and not self.max_minutes > 0:
+            raise AudiogenError("train: fit_steps_to_budget needs a max_minutes budget")
+
+
+CALIBRATION_STEPS = 20  # steps skipped (warm-up of kernels and caches), then timed, by fit_steps_to_budget
 
 
 class Task(Protocol):
@@ -208,9 +218,12 @@ def run(
     }
     rank, world = distributed.rank(), distributed.world_size()
 
-    step = 0
+    step, fitted_steps = 0, 0
     if resume:
-        step, _, extra = checkpoint.load_train_state(state_path, modules=task.modules, optimizers=optimizers)
+        step, meta, extra = checkpoint.load_train_state(state_path, modules=task.modules, optimizers=optimizers)
+        fitted_steps = int(meta.get("fitted_steps", 0))
+        if fitted_steps and cfg.fit_steps_to_budget:  # the schedule fitted to the first budget stays
+            cfg = dataclasses.replace(cfg, steps=fitted_steps)
         rng = extra.get(f"rng_cpu_{rank}")
         if rng is not None:
             torch.set_rng_state(rng)
@@ -246,7 +259,7 @@ def run(
         if main:
             task.export(out)
             checkpoint.save_train_state(state_path, step=at_step, modules=task.modules, optimizers=optimizers,
-                                        tensors=rng, extra={"world_size": world})
+                                        tensors=rng, extra={"world_size": world, "fitted_steps": fitted_steps})
         distributed.barrier()
 
     def evaluate(at_step: int) -> dict[str, float]:
@@ -273,6 +286,8 @@ def run(
     started, started_step = time.time(), step
     budget_s = cfg.max_minutes * 60 if cfg.max_minutes > 0 else float("inf")
     out_of_time = False
+    calibrate = cfg.fit_steps_to_budget and not fitted_steps
+    timer_step, timer_start = started_step + CALIBRATION_STEPS, 0.0
     try:
         while step < end:
             lr = lr_at(cfg, step)
@@ -312,6 +327,20 @@ def run(
             shown = {k: f"{v:.3g}" for k, v in running.items() if not k.startswith("grad_norm")}
             progress.set_postfix(shown, refresh=False)
             progress.update(1)
+            if calibrate and step == timer_step:
+                timer_start = time.time()
+            elif calibrate and step == timer_step + CALIBRATION_STEPS:
+                calibrate = False
+                per_step = (time.time() - timer_start) / CALIBRATION_STEPS
+                # 3 % spare for evaluations and checkpoints; rank 0's estimate holds for every rank.
+                fitted = step + int(max(0.0, budget_s - (time.time() - started)) * 0.97 / per_step)
+                fitted_steps = distributed.broadcast_int(max(fitted, step + 1), device)
+                cfg = dataclasses.replace(cfg, steps=fitted_steps)
+                end = min(cfg.steps, cfg.stop_after) if cfg.stop_after > 0 else cfg.steps
+                progress.total = end
+                if main and not quiet:
+                    progress.write(f"{per_step * 1000:.0f} ms/step: schedule fitted to {fitted_steps} steps "
+                                   f"for the {cfg.max_minutes:g}-minute budget")
             if budget_s < float("inf"):  # every rank must stop at the same step
                 out_of_time = distributed.any_rank(time.time() - started >= budget_s, device)
             if step % cfg.eval_every == 0 or step == end or out_of_time:
@@ -334,7 +363,7 @@ def run(
     if len(set(checksums)) > 1:
         raise RuntimeError(f"ranks diverged: weight checksums {checksums}")
     if main:
-        write_json(out / "final_metrics.json", {"step": step, "rank_checksums": checksums,
+        write_json(out / "final_metrics.json", {"step": step, "schedule_steps": cfg.steps, "rank_checksums": checksums,
                                                 "stopped_by_time_budget": out_of_time, **last_eval})
     return last_eval
 

@@ -180,3 +180,17 @@ def test_max_minutes_refuses_impossible_budgets(dataset: Path, tmp_path: Path, v
     result = audiogen("train", "lm", recipe, "-o", tmp_path / "x", "--quiet", f"--train.max_minutes={value}")
     assert result.returncode == 2 and "max_minutes" in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "x" / "train_state.safetensors").exists()
+
+
+def test_fit_steps_to_budget_shortens_the_schedule_and_resume_keeps_it(dataset: Path, tmp_path: Path) -> None:
+    """A 100,000-step recipe with a 3 s budget: the schedule is fitted to what 3 s allow, and kept."""
+    recipe = write_recipe(tmp_path / "r.toml", dataset, steps=100_000, checkpoint_every=10_000, eval_every=10_000)
+    budget = ["--train.max_minutes=0.05", "--train.fit_steps_to_budget=true", "--train.warmup_steps=50"]
+    result = audiogen("train", "lm", recipe, "-o", tmp_path / "fit", "--quiet", *budget, "--train.stop_after=45")
+    assert result.returncode == 0, result.stderr
+    first = json.loads((tmp_path / "fit" / "final_metrics.json").read_text())
+    assert first["step"] == 45 and 45 < first["schedule_steps"] < 100_000  # fitted after step 40
+    again = audiogen("train", "lm", recipe, "-o", tmp_path / "fit", "--quiet", "--resume", *budget)
+    assert again.returncode == 0, again.stderr
+    resumed = json.loads((tmp_path / "fit" / "final_metrics.json").read_text())
+    assert resumed["step"] > 45 and resumed["schedule_steps"] == first["schedule_steps"]  # not fitted again
