@@ -145,7 +145,8 @@ def cmd_codec_eval(args: argparse.Namespace) -> int:
 
     codec, spec = _load_codec(args.codec, args.bandwidth)
     report = codec_report(codec, args.audio_dir, seconds=args.seconds, max_files=args.max_files,
-                          device=_device(args.device), reference=not args.no_reference, quiet=args.quiet)
+                          device=_device(args.device), reference=not args.no_reference, quiet=args.quiet,
+                          plot_dir=args.plots)
     report["codec"] = spec
     print_table(report["rows"], title=f"codec {spec} on {args.audio_dir}")
     if args.json:
@@ -428,7 +429,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         raise AudiogenError("--files, --seconds and --loops must be positive")
     ag = _engine(args)
     report = model_report(ag, args.corpus, files=args.files, seconds=args.seconds, loops=args.loops,
-                          val_fraction=args.val_fraction, reference=not args.no_reference, quiet=args.quiet)
+                          val_fraction=args.val_fraction, reference=not args.no_reference, quiet=args.quiet,
+                          plot_dir=args.plots)
     report["model"] = ag.identity
     print_model_report(report)
     if args.json:
@@ -502,7 +504,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--codec", help="override the codec recorded in the .npz")
     _add_common(p)
     p.set_defaults(func=cmd_codec_decode)
-    p = csub.add_parser("eval", help="SI-SNR and mel distance of a codec on a folder of audio")
+    p = csub.add_parser("eval", help="SI-SNR, mel distance and high-frequency ratios of a codec on a folder of audio")
     p.add_argument("audio_dir")
     p.add_argument("--codec")
     p.add_argument("--bandwidth", type=float)
@@ -510,6 +512,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-files", type=int, default=50)
     p.add_argument("--no-reference", action="store_true", help="skip the Opus reference at the same bitrate")
     p.add_argument("--json", help="also write the report as JSON")
+    p.add_argument("--plots", metavar="DIR", help="a PNG per file: input spectrogram above the codec's output")
     _add_common(p)
     p.set_defaults(func=cmd_codec_eval)
 
@@ -577,6 +580,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--val-fraction", type=float, default=0.05, help="the recipes' validation fraction")
     p.add_argument("--no-reference", action="store_true", help="skip the Opus reference")
     p.add_argument("--json", help="also write the report as JSON")
+    p.add_argument("--plots", metavar="DIR", help="a PNG per held-out file: input spectrogram above the codec's output")
     _add_dtype(p)
     _add_common(p)
     p.set_defaults(func=cmd_eval)

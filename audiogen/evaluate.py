@@ -27,7 +27,7 @@ import torch
 from . import audio
 from .errors import AudiogenError
 from .folders import list_audio
-from .metrics import mel_distance, si_snr
+from .metrics import high_frequency_ratio, mel_distance, si_snr
 from .progress import bar
 
 
@@ -73,9 +73,21 @@ def _align(reference: torch.Tensor, estimate: torch.Tensor, max_shift: int = 200
 
 
 @torch.no_grad()
+def codec_figures(reference: torch.Tensor, estimate: torch.Tensor, sample_rate: int,
+                  prefix: str = "") -> dict[str, float]:
+    """SI-SNR, mel distance and the high-frequency ratios above 2 and 4 kHz of one `[C, N]` pair."""
+    return {f"{prefix}si_snr": float(si_snr(reference, estimate).mean()),
+            f"{prefix}mel": mel_distance(reference, estimate, sample_rate),
+            f"{prefix}hf2k": high_frequency_ratio(reference, estimate, sample_rate, 2000.0),
+            f"{prefix}hf4k": high_frequency_ratio(reference, estimate, sample_rate, 4000.0)}
+
+
+@torch.no_grad()
 def codec_report(codec, folder: str | Path | list[Path], *, seconds: float = 10.0, max_files: int = 50,
-                 device: torch.device | None = None, reference: bool = True, quiet: bool = False) -> dict[str, Any]:
-    """Per-file and mean SI-SNR / mel distance of `codec` (and of Opus at the same bitrate)."""
+                 device: torch.device | None = None, reference: bool = True, quiet: bool = False,
+                 plot_dir: str | Path | None = None) -> dict[str, Any]:
+    """Per-file and mean SI-SNR / mel distance / high-frequency ratios of `codec` (and of Opus at the
+    same bitrate); with `plot_dir`, a PNG per file of the input's and the output's spectrograms."""
     files = (list(folder) if isinstance(folder, list) else list_audio(folder))[:max_files]
     if not files:
         raise AudiogenError(f"{folder}: no audio files found")
@@ -98,20 +110,29 @@ def codec_report(codec, folder: str | Path | list[Path], *, seconds: float = 10.
         out = codec.decode(codes, length=wav.shape[-1])[0].cpu()
         if getattr(getattr(codec, "config", None), "normalize", False):
             out = out * (codec.input_scale(wav[None]).flatten()[0] / codec.REFERENCE_RMS)
-        row = {"file": path.name, "si_snr": float(si_snr(wav, out).mean()),
-               "mel": mel_distance(wav, out, codec.sample_rate)}
+        row = {"file": path.name, **codec_figures(wav, out, codec.sample_rate)}
         if reference:
             ref = opus_roundtrip(wav, codec.sample_rate, kbps)
             if ref is not None:
-                row["opus_si_snr"] = float(si_snr(wav, ref).mean())
-                row["opus_mel"] = mel_distance(wav, ref, codec.sample_rate)
+                row.update(codec_figures(wav, ref, codec.sample_rate, prefix="opus_"))
+        if plot_dir is not None:
+            from .plots import save_comparison
+
+            save_comparison(Path(plot_dir) / f"{path.stem}.png", wav, out, codec.sample_rate,
+                            titles=(f"{path.name}: input", f"{path.name}: codec at {kbps:g} kbps"))
         rows.append(row)
     progress.close()
     if not rows:
         raise AudiogenError(f"{folder}: no readable audio files ({len(skipped)} skipped)")
     keys = [k for k in rows[0] if k != "file"]
-    mean = {"file": "MEAN", **{k: sum(r[k] for r in rows if k in r) / sum(1 for r in rows if k in r) for k in keys}}
+    mean = {"file": "MEAN", **{k: _nanmean([r[k] for r in rows if k in r]) for k in keys}}
     return {"kbps": kbps, "rows": rows + [mean], "mean": mean, "skipped": skipped}
+
+
+def _nanmean(values: list[float]) -> float:
+    """Mean of the values that are numbers (a file without highs has no high-frequency ratio)."""
+    kept = [v for v in values if v == v]
+    return sum(kept) / len(kept) if kept else float("nan")
 
 
 def print_table(rows: list[dict[str, Any]], *, title: str = "") -> None:
@@ -198,7 +219,7 @@ def lm_figures(ag, pairs: list[tuple[Path, Path]], *, seconds: float) -> dict[st
 
 def model_report(ag, corpus: str | Path, *, files: int = 6, seconds: float = 10.0, loops: int = 4,
                  val_fraction: float = 0.05, reference: bool = True, seed: int = 0,
-                 quiet: bool = False) -> dict[str, Any]:
+                 quiet: bool = False, plot_dir: str | Path | None = None) -> dict[str, Any]:
     """Everything `audiogen eval` prints (see the module docstring)."""
     import time
 
@@ -210,7 +231,8 @@ def model_report(ag, corpus: str | Path, *, files: int = 6, seconds: float = 10.
     pairs = held_out_pairs(corpus, val_fraction=val_fraction, count=files)
     report: dict[str, Any] = {"corpus": str(corpus), "held_out_files": [str(a.name) for a, _ in pairs],
                               "seconds_per_file": seconds}
-    codec = codec_report(ag.codec, [a for a, _ in pairs], seconds=seconds, reference=reference, quiet=True)
+    codec = codec_report(ag.codec, [a for a, _ in pairs], seconds=seconds, reference=reference, quiet=True,
+                         plot_dir=plot_dir)
     report["codec"] = {"kbps": codec["kbps"], **{k: v for k, v in codec["mean"].items() if k != "file"}}
     report["lm"] = lm_figures(ag, pairs, seconds=2 * seconds)
     rtf: dict[str, list[float]] = {"render": [], "continue": [], "loops": []}
@@ -266,6 +288,8 @@ def print_model_report(report: dict[str, Any]) -> None:
     c = report["codec"]
     add("codec", "SI-SNR dB", c["si_snr"], c.get("opus_si_snr", ""), f"reference: Opus at {c['kbps']:.1f} kbps")
     add("codec", "mel distance", c["mel"], c.get("opus_mel", ""), "lower is better")
+    add("codec", "high-frequency ratio > 2 kHz", c["hf2k"], c.get("opus_hf2k", ""), "1 = highs kept")
+    add("codec", "high-frequency ratio > 4 kHz", c["hf4k"], c.get("opus_hf4k", ""), "1 = highs kept")
     lm = report["lm"]
     add("lm", "val cross-entropy (nats)", lm["val_ce"], lm.get("val_ce_without_midi", ""), "reference: no MIDI")
     add("lm", "bits per second", lm["bits_per_second"])

@@ -4,6 +4,9 @@
 * `mel_distance(ref, est, sr)`: multi-scale log-mel L1 distance (lower is better); the
   same module (`MultiScaleMel`) is the codec's reconstruction loss, so what we train is
   what we report.
+* `high_frequency_ratio(ref, est, sr, cutoff_hz)`: the share of energy above the cutoff in the
+  estimate over the same share in the reference (1 = the highs kept; a muffled codec scores
+  far below 1, one that adds hiss above 1).
 
 Further metrics for generated music (chroma similarity against MIDI, onset F1, loop seam
 score) live in `audiogen/musicmetrics.py`.
@@ -76,3 +79,26 @@ def mel_distance(reference: torch.Tensor, estimate: torch.Tensor, sample_rate: i
     while ref.dim() < 3:
         ref, est = ref.unsqueeze(0), est.unsqueeze(0)
     return float(_mel(sample_rate).to(ref.device)(ref, est))
+
+
+def high_frequency_share(wav: torch.Tensor, sample_rate: int, cutoff_hz: float) -> float:
+    """Share of the energy of `wav [..., N]` (channels mixed) above `cutoff_hz`, from a 2048-point STFT."""
+    mono = wav.reshape(-1, wav.shape[-1]).double().mean(dim=0)
+    n_fft = 2048
+    if mono.shape[-1] < n_fft:
+        mono = torch.nn.functional.pad(mono, (0, n_fft - mono.shape[-1]))
+    spec = torch.stft(mono, n_fft, hop_length=n_fft // 4, window=torch.hann_window(n_fft, dtype=mono.dtype,
+                      device=mono.device), return_complex=True).abs().pow(2).sum(dim=-1)  # [bins]
+    freqs = torch.arange(spec.shape[0], device=spec.device) * sample_rate / n_fft
+    total = float(spec.sum())
+    return float(spec[freqs >= cutoff_hz].sum()) / total if total > 0 else 0.0
+
+
+def high_frequency_ratio(reference: torch.Tensor, estimate: torch.Tensor, sample_rate: int,
+                         cutoff_hz: float) -> float:
+    """`high_frequency_share(estimate) / high_frequency_share(reference)`; NaN where the reference has no
+    highs to keep (under 1e-4 of its energy, -40 dB: a ratio of window leakage would mean nothing)."""
+    ref = high_frequency_share(reference, sample_rate, cutoff_hz)
+    if ref < 1e-4:
+        return float("nan")
+    return high_frequency_share(estimate, sample_rate, cutoff_hz) / ref

@@ -63,11 +63,15 @@ def test_mono_input_at_the_codec_rate_keeps_its_exact_length(trained_codec, tmp_
 def test_codec_eval_prints_si_snr_mel_and_the_opus_reference(trained_codec, tmp_path, capsys):
     report = tmp_path / "report.json"
     status = cli.main(["codec", "eval", str(trained_codec.audio_dir), "--codec", str(trained_codec.directory),
-                       "--seconds", "0.5", "--max-files", "3", "--json", str(report), "--quiet"])
+                       "--seconds", "0.5", "--max-files", "3", "--json", str(report), "--quiet",
+                       "--plots", str(tmp_path / "plots")])
     assert status == 0
     lines = capsys.readouterr().out.splitlines()
     header = lines[1].split()
-    assert header[:3] == ["file", "si_snr", "mel"]
+    assert header[:5] == ["file", "si_snr", "mel", "hf2k", "hf4k"]
+    pngs = sorted(p.name for p in (tmp_path / "plots").iterdir())
+    assert pngs == ["clip0.png", "clip1.png", "clip2.png"]
+    assert all((tmp_path / "plots" / p).read_bytes()[:4] == b"\x89PNG" for p in pngs)
     has_opus = shutil.which("ffmpeg") is not None
     assert ("opus_si_snr" in header and "opus_mel" in header) == has_opus
     assert [line.split()[0] for line in lines[2:]] == ["clip0.wav", "clip1.wav", "clip2.wav", "MEAN"]
@@ -75,6 +79,7 @@ def test_codec_eval_prints_si_snr_mel_and_the_opus_reference(trained_codec, tmp_
     assert data["kbps"] == pytest.approx(2 * 6 * 375 / 1000)
     mean = data["mean"]
     assert mean["si_snr"] > 2.0 and 0 < mean["mel"] < 1.2  # trained on these clips: measured 5.7 dB, 0.72
+    assert 0 < mean["hf2k"] < 10 and 0 < mean["hf4k"] < 100
     if has_opus:
         assert math.isfinite(mean["opus_si_snr"]) and mean["opus_mel"] > 0
 
