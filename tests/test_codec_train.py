@@ -44,6 +44,7 @@ def test_training_improves_validation_si_snr(trained_codec):
     assert snrs[-1] > snrs[0]  # still improving between the first and last evaluation
     final = json.loads((trained_codec.directory / "final_metrics.json").read_text())
     assert final["step"] == 200 and final["val_si_snr"] == pytest.approx(float(last["val_si_snr"]), abs=1e-4)
+    assert 0 < final["val_hf2k"] < 5 and 0 < final["val_hf4k"] < 5  # the highs, reported for every evaluation
     meta = checkpoint.read_config(trained_codec.directory, kind="codec")
     assert meta["config"]["ratios"] == [8, 8] and meta["recipe"]["train"]["steps"] == 200
 

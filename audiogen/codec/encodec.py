@@ -9,6 +9,17 @@ Two ways in, one class:
 
 The module keeps the official attribute names (`encoder`, `quantizer`, `decoder`) so the
 official state dict loads as is.
+
+Codec v2 options (defaults keep the original architecture, so old folders load unchanged):
+  * `decoder = "istft"`: a Vocos-style spectral decoder (`spectral.ISTFTDecoder`) instead of the
+    SEANet upsampling decoder: ConvNeXt at the frame rate, STFT magnitude + phase, inverse STFT.
+    Recommended: `istft_subframes` R = hop_length / 320 (STFT hop 320, n_fft 1280 at 24 kHz):
+    R = 1 at 75 Hz (ratios 8,5,4,2), 2 at 37.5 Hz (8,5,4,4), 3 at 25 Hz (8,6,5,4).
+  * `quantizer_dropout = True`: each training batch uses a random number of codebooks from
+    `codebook_choices` = {num_codebooks // 2, num_codebooks, max_codebooks} (at 75 Hz with
+    1024-entry codebooks, num_codebooks 4 and max_codebooks 8: 1.5, 3 and 6 kbps), drawn from a
+    generator the training task passes in; inference uses `num_codebooks`, and a folder can be
+    loaded at another depth with `EncodecCodec.load(dir, num_codebooks=K)`.
 """
 
 from __future__ import annotations
@@ -27,6 +38,7 @@ from .. import checkpoint
 from ..config import from_dict, to_dict
 from ..errors import AudiogenError
 from .base import Codec
+from .spectral import ISTFTDecoder
 
 KIND = "codec"
 
@@ -52,6 +64,12 @@ class CodecConfig:
     dead_code_threshold: int = 2
     normalize: bool = False  # 48 kHz model: inputs scaled to unit RMS before encoding
     name: str = "custom"
+    decoder: str = "conv"  # conv (SEANet upsampling) | istft (ConvNeXt + inverse STFT, spectral.py)
+    istft_dim: int = 192  # ConvNeXt width of the istft decoder (8 x 192: 2.1 M parameters)
+    istft_layers: int = 8  # ConvNeXt blocks
+    istft_subframes: int = 1  # R STFT frames per codec frame: STFT hop = hop_length / R
+    istft_n_fft: int = 0  # 0 = 4 x the STFT hop
+    quantizer_dropout: bool = False  # train on a random depth from `codebook_choices` per batch
 
     def validate(self) -> None:
         if self.sample_rate <= 0 or self.channels not in (1, 2):
@@ -64,6 +82,27 @@ class CodecConfig:
             raise AudiogenError("codec: codebook_size must be at least 2")
         if self.norm not in ("weight_norm", "time_group_norm", "none"):
             raise AudiogenError("codec: norm must be weight_norm, time_group_norm or none")
+        if self.decoder not in ("conv", "istft"):
+            raise AudiogenError("codec: decoder must be conv or istft")
+        if self.decoder == "istft":
+            if self.istft_dim < 1 or self.istft_layers < 0 or self.istft_subframes < 1:
+                raise AudiogenError("codec: istft_dim and istft_subframes must be positive, istft_layers >= 0")
+            if self.hop_length % self.istft_subframes:
+                raise AudiogenError(f"codec: hop_length {self.hop_length} (product of ratios) is not divisible "
+                                    f"by istft_subframes {self.istft_subframes}")
+            stft_hop = self.hop_length // self.istft_subframes
+            if self.istft_n_fft and (self.istft_n_fft % 2 or self.istft_n_fft < 2 * stft_hop):
+                raise AudiogenError(f"codec: istft_n_fft must be even and at least twice the STFT hop {stft_hop} "
+                                    f"(or 0 for 4 x)")
+
+    # Settings added after the first format: left out of the identity hash while at their
+    # defaults, so codes files and datasets made before them keep matching their codec.
+    V2_FIELDS = ("decoder", "istft_dim", "istft_layers", "istft_subframes", "istft_n_fft", "quantizer_dropout")
+
+    @property
+    def codebook_choices(self) -> tuple[int, ...]:
+        """Depths quantizer dropout trains on: half, `num_codebooks` and `max_codebooks`."""
+        return tuple(sorted({max(1, self.num_codebooks // 2), self.num_codebooks, self.max_codebooks}))
 
     @property
     def hop_length(self) -> int:
@@ -98,7 +137,17 @@ class EncodecCodec(Codec):
         with warnings.catch_warnings():  # torch's weight_norm deprecation notice, from encodec
             warnings.simplefilter("ignore", FutureWarning)
             self.encoder = SEANetEncoder(**common)
-            self.decoder = SEANetDecoder(**common)
+            if config.decoder == "conv":
+                self.decoder = SEANetDecoder(**common)
+        if config.decoder == "istft":
+            self.decoder = ISTFTDecoder(
+                dimension=config.dimension, channels=config.channels, hop_length=config.hop_length,
+                dim=config.istft_dim, layers=config.istft_layers, subframes=config.istft_subframes,
+                n_fft=config.istft_n_fft,
+            )
+            # A chunk's context must cover the decoder's receptive field (at low frame rates one
+            # second is fewer frames than the ConvNeXt stack sees).
+            self.context_frames = max(self.context_frames, self.decoder.receptive_frames + 2)
         self.quantizer = ResidualVectorQuantizer(
             dimension=config.dimension, n_q=config.max_codebooks, bins=config.codebook_size,
             decay=config.ema_decay, kmeans_iters=config.kmeans_iters,
@@ -108,7 +157,11 @@ class EncodecCodec(Codec):
     # ------------------------------------------------------------------ identity and I/O
     @property
     def identity(self) -> dict:
-        return {"name": self.config.name, "config_hash": checkpoint.config_hash(to_dict(self.config)),
+        config, defaults = to_dict(self.config), to_dict(CodecConfig())
+        for key in CodecConfig.V2_FIELDS:
+            if config[key] == defaults[key]:
+                del config[key]
+        return {"name": self.config.name, "config_hash": checkpoint.config_hash(config),
                 "sample_rate": self.sample_rate, "num_codebooks": self.num_codebooks,
                 "codebook_size": self.codebook_size, "frame_rate": self.frame_rate}
 
@@ -117,9 +170,12 @@ class EncodecCodec(Codec):
                                      state_dict=self.state_dict(), extra=extra)
 
     @classmethod
-    def load(cls, directory: str | os.PathLike) -> EncodecCodec:
+    def load(cls, directory: str | os.PathLike, *, num_codebooks: int | None = None) -> EncodecCodec:
+        """A saved codec; `num_codebooks` picks another depth (any of 1..max_codebooks, e.g. the
+        lower bitrates a codec trained with quantizer dropout serves)."""
         meta = checkpoint.read_config(directory, kind=KIND)
-        codec = cls(from_dict(CodecConfig, meta["config"]))
+        config = meta["config"] if num_codebooks is None else {**meta["config"], "num_codebooks": num_codebooks}
+        codec = cls(from_dict(CodecConfig, config))
         state = checkpoint.load_weights(directory)
         try:
             missing, unexpected = codec.load_state_dict(state, strict=False)
@@ -157,10 +213,25 @@ class EncodecCodec(Codec):
             wav = wav * self.REFERENCE_RMS  # the model works at unit RMS
         return wav
 
-    def forward(self, wav: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Training pass: `wav [B, C, N]` -> (reconstruction `[B, C, N]`, codes `[B, K, T]`, commitment loss)."""
+    def draw_num_codebooks(self, generator: torch.Generator) -> int:
+        """A training depth from `config.codebook_choices`, uniformly, from `generator` (no global RNG,
+        so a resumed run draws what the uninterrupted one did); `num_codebooks` without dropout."""
+        if not self.config.quantizer_dropout:
+            return self.num_codebooks
+        choices = self.config.codebook_choices
+        return choices[int(torch.randint(len(choices), (1,), generator=generator))]
+
+    def forward(
+        self, wav: torch.Tensor, *, num_codebooks: int | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Training pass: `wav [B, C, N]` -> (reconstruction `[B, C, N]`, codes `[B, K, T]`, commitment loss).
+
+        `num_codebooks` (K, default the config's) is the depth quantizer dropout draws per batch.
+        """
+        K = self.num_codebooks if num_codebooks is None else num_codebooks
+        assert 1 <= K <= self.config.max_codebooks, f"num_codebooks {K} not in 1..{self.config.max_codebooks}"
         latent = self.encoder(wav)
-        quantized, codes, losses = self.quantizer.vq(latent, n_q=self.num_codebooks)
+        quantized, codes, losses = self.quantizer.vq(latent, n_q=K)
         recon = self.decoder(quantized)[..., : wav.shape[-1]]
         return recon, codes.transpose(0, 1), losses.mean()
 

@@ -1,5 +1,7 @@
-"""Codec training losses: waveform L1, multi-scale mel, RVQ commitment, adversarial + feature
-matching with EnCodec's multi-scale STFT discriminator, and a gradient balancer.
+"""Codec training losses: waveform L1, multi-scale mel, multi-resolution STFT (`stft_loss.py`,
+off unless weighted), RVQ commitment, adversarial + feature matching with EnCodec's multi-scale
+STFT discriminator and/or HiFi-GAN's multi-period discriminator (`discriminators.py`), and a
+gradient balancer.
 
 The balancer (EnCodec, Défossez et al. 2022, section 3.4) makes each reconstruction loss
 contribute a fixed share of the gradient reaching the decoder output, whatever its raw scale:
@@ -19,6 +21,10 @@ from encodec.msstftd import MultiScaleSTFTDiscriminator
 
 from ..errors import AudiogenError
 from ..metrics import MultiScaleMel
+from .discriminators import CombinedDiscriminator, MultiPeriodDiscriminator
+from .stft_loss import MultiResolutionSTFTLoss
+
+DISCRIMINATORS = ("msstft", "mpd", "msstft+mpd")
 
 
 @dataclasses.dataclass
@@ -33,12 +39,19 @@ class LossConfig:
     disc_filters: int = 32
     disc_start_step: int = 0  # train without the GAN first, then add it
     disc_lr_scale: float = 1.0
+    stft: float = 0.0  # multi-resolution STFT loss (keeps the highs the mel loss compresses); 0 = off
+    discriminator: str = "msstft"  # msstft (EnCodec's) | mpd (HiFi-GAN multi-period) | msstft+mpd
+    mpd_filters: int = 16  # first layer width of each period discriminator
 
     def validate(self) -> None:
-        if min(self.l1, self.mel, self.adversarial, self.feature, self.commitment) < 0:
+        if min(self.l1, self.mel, self.adversarial, self.feature, self.commitment, self.stft) < 0:
             raise AudiogenError("losses: weights must be non-negative")
-        if self.l1 + self.mel == 0:
-            raise AudiogenError("losses: at least one of l1 and mel must be positive")
+        if self.l1 + self.mel + self.stft == 0:
+            raise AudiogenError("losses: at least one of l1 and mel (or stft) must be positive")
+        if self.discriminator not in DISCRIMINATORS:
+            raise AudiogenError(f"losses: discriminator must be one of {', '.join(DISCRIMINATORS)}")
+        if self.disc_filters < 1 or self.mpd_filters < 1:
+            raise AudiogenError("losses: disc_filters and mpd_filters must be positive")
 
     @property
     def use_gan(self) -> bool:
@@ -106,18 +119,30 @@ def feature_matching_loss(feats_real: list[list[torch.Tensor]], feats_fake: list
     return total / max(1, count)
 
 
-def build_discriminator(config: LossConfig, channels: int) -> MultiScaleSTFTDiscriminator:
-    with warnings.catch_warnings():  # torch's weight_norm deprecation notice, from encodec
-        warnings.simplefilter("ignore", FutureWarning)
-        return MultiScaleSTFTDiscriminator(filters=config.disc_filters, in_channels=channels, out_channels=channels)
+def build_discriminator(config: LossConfig, channels: int) -> torch.nn.Module:
+    """The discriminator set `config.discriminator` names; each returns (logits list, features list)."""
+    parts: list[torch.nn.Module] = []
+    if "msstft" in config.discriminator:
+        with warnings.catch_warnings():  # torch's weight_norm deprecation notice, from encodec
+            warnings.simplefilter("ignore", FutureWarning)
+            parts.append(MultiScaleSTFTDiscriminator(filters=config.disc_filters, in_channels=channels,
+                                                     out_channels=channels))
+    if "mpd" in config.discriminator:
+        parts.append(MultiPeriodDiscriminator(channels=channels, filters=config.mpd_filters))
+    return parts[0] if len(parts) == 1 else CombinedDiscriminator(parts)
 
 
 class ReconstructionLosses(torch.nn.Module):
-    """Waveform L1 and multi-scale mel between the input and the reconstruction."""
+    """Waveform L1 and multi-scale mel (and, with `stft`, multi-resolution STFT) between the input
+    and the reconstruction."""
 
-    def __init__(self, sample_rate: int):
+    def __init__(self, sample_rate: int, *, stft: bool = False):
         super().__init__()
         self.mel = MultiScaleMel(sample_rate)
+        self.stft = MultiResolutionSTFTLoss(sample_rate=sample_rate) if stft else None
 
     def forward(self, reference: torch.Tensor, estimate: torch.Tensor) -> dict[str, torch.Tensor]:
-        return {"l1": F.l1_loss(estimate, reference), "mel": self.mel(reference, estimate)}
+        losses = {"l1": F.l1_loss(estimate, reference), "mel": self.mel(reference, estimate)}
+        if self.stft is not None:
+            losses["stft"] = self.stft(reference, estimate)
+        return losses

@@ -20,7 +20,7 @@ from .. import audio
 from ..config import to_dict
 from ..errors import AudiogenError
 from ..folders import list_audio, split_files
-from ..metrics import mel_distance, si_snr
+from ..metrics import high_frequency_ratio, mel_distance, si_snr
 from ..progress import bar
 from ..train import TrainConfig
 from .encodec import CodecConfig, EncodecCodec
@@ -182,10 +182,9 @@ class CodecTask:
         for module in self.frozen:
             module.requires_grad_(False)
         self.modules: dict[str, torch.nn.Module] = {"codec": self.codec}
-        self.losses = ReconstructionLosses(cfg.sample_rate).to(device)
         lc = recipe.losses
-        self.balancer = Balancer({"l1": lc.l1, "mel": lc.mel, "adversarial": lc.adversarial, "feature": lc.feature},
-                                 ema=lc.balancer_ema) if lc.balancer else None
+        self.losses = ReconstructionLosses(cfg.sample_rate, stft=lc.stft > 0).to(device)
+        self.balancer = Balancer(self.loss_weights, ema=lc.balancer_ema) if lc.balancer else None
         if self.balancer is not None:
             self.modules["balancer"] = self.balancer  # its running norms are resume state
         self.disc = build_discriminator(lc, cfg.channels) if lc.use_gan else None
@@ -208,20 +207,35 @@ class CodecTask:
             groups["disc"] = [{"params": list(self.disc.parameters()), "lr_scale": self.recipe.losses.disc_lr_scale}]
         return groups
 
-    def batch(self, step: int, micro: int) -> torch.Tensor:
+    @property
+    def loss_weights(self) -> dict[str, float]:
+        """Weights of the losses that reach the decoder output (balanced, or a plain weighted sum)."""
+        lc = self.recipe.losses
+        return {"l1": lc.l1, "mel": lc.mel, "stft": lc.stft, "adversarial": lc.adversarial, "feature": lc.feature}
+
+    def _seed(self, step: int, micro: int) -> int:
         accum = self.recipe.train.grad_accum
-        seed = self.recipe.train.seed * 1_000_003 + ((step * accum + micro) * self.world + self.rank)
-        generator = torch.Generator().manual_seed(seed)
+        return self.recipe.train.seed * 1_000_003 + ((step * accum + micro) * self.world + self.rank)
+
+    def batch(self, step: int, micro: int) -> torch.Tensor:
+        generator = torch.Generator().manual_seed(self._seed(step, micro))
         wav = self.train_bank.random_batch(generator, self.recipe.train.batch_size, self.crop_samples,
                                            self.recipe.data.gain_db)
         return wav.to(self.device)
+
+    def num_codebooks(self, step: int, micro: int) -> int:
+        """The quantizer depth for this micro-batch: drawn (quantizer dropout) from the batch's seed
+        moved to a stream of its own, so crops stay as without dropout and resume draws the same."""
+        generator = torch.Generator().manual_seed(self._seed(step, micro) + (1 << 48))
+        return self.codec.draw_num_codebooks(generator)
 
     def train_step(self, step: int, micro: int, scale: float) -> dict[str, float]:
         lc = self.recipe.losses
         wav = self.batch(step, micro)
         for module in self.frozen:  # eval mode: no codebook EMA updates or dead-code replacement
             module.eval()
-        recon, _, commit = self.codec(wav)
+        depth = self.num_codebooks(step, micro)
+        recon, _, commit = self.codec(wav, num_codebooks=depth)
         losses = self.losses(wav, recon)
         gan_on = self.disc is not None and step >= lc.disc_start_step
         if gan_on:
@@ -235,6 +249,8 @@ class CodecTask:
         commit_term = lc.commitment * commit
         scalars = {k: float(v.detach()) for k, v in losses.items()}
         scalars["commit"] = float(commit.detach())
+        if self.recipe.model.quantizer_dropout:
+            scalars["codebooks"] = float(depth)
         if self.balancer is not None:
             grad = self.balancer.gradient(losses, recon)
             if commit_term.requires_grad:
@@ -242,7 +258,7 @@ class CodecTask:
             else:  # frozen encoder and quantizer: only the decoder learns
                 recon.backward(grad * scale)
         else:
-            weights = {"l1": lc.l1, "mel": lc.mel, "adversarial": lc.adversarial, "feature": lc.feature}
+            weights = self.loss_weights
             total = sum(weights[k] * v for k, v in losses.items()) + commit_term
             (total * scale).backward()
         if gan_on:
@@ -258,15 +274,22 @@ class CodecTask:
         if self.val_wav.numel() == 0:
             return {}
         snrs, mels, used = [], [], set()
+        highs: dict[str, list[float]] = {"val_hf2k": [], "val_hf4k": []}
+        sr = self.codec.sample_rate
         for start in range(0, self.val_wav.shape[0], 8):
             wav = self.val_wav[start : start + 8].to(self.device)
             codes = self.codec.encode(wav)
             out = self.codec.decode(codes, length=wav.shape[-1])
             snrs.append(si_snr(wav, out).mean(dim=-1).cpu())
-            mels.append(mel_distance(wav, out, self.codec.sample_rate))
+            mels.append(mel_distance(wav, out, sr))
             used.update(codes[:, 0].flatten().tolist())
+            for ref, est in zip(wav, out):  # per crop: a share of one clip's energy
+                highs["val_hf2k"].append(high_frequency_ratio(ref, est, sr, 2000.0))
+                highs["val_hf4k"].append(high_frequency_ratio(ref, est, sr, 4000.0))
+        kept = {k: [x for x in v if x == x] for k, v in highs.items()}  # NaN: a crop without highs
         return {"val_si_snr": float(torch.cat(snrs).mean()), "val_mel": float(sum(mels) / len(mels)),
-                "val_usage_k0": len(used) / self.codec.codebook_size}
+                "val_usage_k0": len(used) / self.codec.codebook_size,
+                **{k: sum(v) / len(v) for k, v in kept.items() if v}}
 
     def export(self, directory: Path) -> None:
         self.codec.save(directory, extra={"recipe": to_dict(self.recipe)})
