@@ -357,3 +357,26 @@ def test_v2_training_run_completes_and_resumes_exactly(tmp_path, audio_dir):
     assert [(r["stft"], r["codebooks"]) for r in resumed_rows] == [(r["stft"], r["codebooks"]) for r in rows]
     loaded = load_codec(tmp_path / "resumed")
     assert isinstance(loaded.decoder, ISTFTDecoder) and loaded.num_codebooks == 2
+
+
+def test_the_quantizer_keeps_its_codes_under_bf16_autocast() -> None:
+    """bf16 autocast (the default on CUDA) must not reach the residual VQ: its distances and EMA counts
+    need fp32. On an H100 the codebooks collapsed to one code within 100 steps before this was fixed."""
+    cfg = CodecConfig(sample_rate=24000, n_filters=4, dimension=64, ratios=(8, 6, 5, 4), lstm_layers=0,
+                      causal=False, max_codebooks=2, num_codebooks=2, codebook_size=256, decoder="istft",
+                      istft_dim=32, istft_layers=1, istft_subframes=3)
+    t = torch.arange(24000) / 24000
+    wav = torch.stack([0.3 * torch.sin(2 * torch.pi * (200 + 300 * i) * t) for i in range(8)])[:, None]
+    wav = wav + 0.02 * torch.randn(wav.shape, generator=torch.Generator().manual_seed(0))
+    used = {}
+    for name, ctx in {"fp32": torch.autocast("cpu", enabled=False),
+                      "bf16": torch.autocast("cpu", dtype=torch.bfloat16)}.items():
+        torch.manual_seed(0)
+        codec = EncodecCodec(cfg).train()
+        with ctx:
+            for _ in range(3):
+                codec(wav)
+            codec.eval()
+            with torch.no_grad():
+                used[name] = codec.encode(wav)[:, 0].unique().numel()
+    assert used["bf16"] >= 0.8 * used["fp32"] > 20

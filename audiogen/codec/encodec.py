@@ -201,13 +201,21 @@ class EncodecCodec(Codec):
             wav = wav / self.input_scale(wav)
         return super().encode(wav)
 
+    def _quantizer_fp32(self):
+        """Autocast off for the residual VQ: under bf16 its distances (|x|^2 - 2 x.e + |e|^2, where
+        large terms cancel) pick near-arbitrary codes, and its EMA counts and sums lose the one-hot
+        updates; on a GPU (bf16 autocast by default) the codebooks collapsed to one code in 100 steps."""
+        return torch.autocast(device_type=next(self.quantizer.buffers()).device.type, enabled=False)
+
     def _encode_chunk(self, wav: torch.Tensor) -> torch.Tensor:
         latent = self.encoder(wav)  # [B, D, T]
-        codes = self.quantizer.vq.encode(latent, n_q=self.num_codebooks)  # [K, B, T]
+        with self._quantizer_fp32():
+            codes = self.quantizer.vq.encode(latent.float(), n_q=self.num_codebooks)  # [K, B, T]
         return codes.transpose(0, 1)
 
     def _decode_chunk(self, codes: torch.Tensor) -> torch.Tensor:
-        latent = self.quantizer.vq.decode(codes.transpose(0, 1))
+        with self._quantizer_fp32():
+            latent = self.quantizer.vq.decode(codes.transpose(0, 1))
         wav = self.decoder(latent)
         if self.config.normalize:
             wav = wav * self.REFERENCE_RMS  # the model works at unit RMS
@@ -231,7 +239,8 @@ class EncodecCodec(Codec):
         K = self.num_codebooks if num_codebooks is None else num_codebooks
         assert 1 <= K <= self.config.max_codebooks, f"num_codebooks {K} not in 1..{self.config.max_codebooks}"
         latent = self.encoder(wav)
-        quantized, codes, losses = self.quantizer.vq(latent, n_q=K)
+        with self._quantizer_fp32():
+            quantized, codes, losses = self.quantizer.vq(latent.float(), n_q=K)
         recon = self.decoder(quantized)[..., : wav.shape[-1]]
         return recon, codes.transpose(0, 1), losses.mean()
 
