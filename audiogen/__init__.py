@@ -10,8 +10,8 @@
 
 __version__ = "0.1.0"
 
-from .api import AudioGen  # noqa: E402
 from .codec import load_codec  # noqa: E402
 from .errors import AudiogenError  # noqa: E402
+from .generation.engine import AudioGen  # noqa: E402
 
 __all__ = ["AudioGen", "AudiogenError", "load_codec", "__version__"]

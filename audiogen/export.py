@@ -16,7 +16,7 @@ import torch
 from . import checkpoint
 from .codec import EncodecCodec
 from .errors import AudiogenError
-from .model import LM
+from .lm.model import LM
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 

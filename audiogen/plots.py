@@ -23,8 +23,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from .errors import AudiogenError
+from .evaluation.musicmetrics import as_mono
 from .fileio import atomic_path
-from .musicmetrics import as_mono
 
 WIDTH_INCHES, HEIGHT_INCHES, DPI = 10.0, 4.0, 100
 DYNAMIC_RANGE_DB = 80.0

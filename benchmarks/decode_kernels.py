@@ -18,8 +18,8 @@ from functools import partial
 import torch
 
 from audiogen import model as lm_module
-from audiogen.bench import REFERENCE, ours_decode
-from audiogen.model import LM, _xnnpack_linear
+from audiogen.evaluation.bench import REFERENCE, ours_decode
+from audiogen.lm.model import LM, _xnnpack_linear
 
 
 def best_seconds(fn, repeat: int = 5, inner: int = 10) -> float:
