@@ -17,8 +17,7 @@ from . import checkpoint
 from .codec import EncodecCodec
 from .errors import AudiogenError
 from .lm.model import LM
-
-DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+from .runtime import DTYPES
 
 
 def _cast(state: dict[str, torch.Tensor], dtype: torch.dtype) -> dict[str, torch.Tensor]:

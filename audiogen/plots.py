@@ -22,8 +22,8 @@ import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from .audio import as_mono
 from .errors import AudiogenError
-from .evaluation.musicmetrics import as_mono
 from .fileio import atomic_path
 
 WIDTH_INCHES, HEIGHT_INCHES, DPI = 10.0, 4.0, 100

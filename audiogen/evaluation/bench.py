@@ -31,7 +31,8 @@ from typing import Any
 import torch
 
 from ..errors import AudiogenError
-from ..generation.token_loop import SamplingConfig, generate_tokens
+from ..generation.options import SamplingConfig
+from ..generation.token_loop import generate_tokens
 from ..lm.model import LM, LMConfig
 
 REFERENCE = LMConfig(num_codebooks=4, codebook_size=1024, dim=512, num_layers=8, num_heads=8, context=1500)
@@ -245,7 +246,7 @@ def task_rows(ag, *, smoke: bool) -> dict[str, float]:
 
 
 def run_bench(cfg: BenchConfig, *, log: Callable[[str], None] = print) -> dict[str, Any]:
-    from ..training.loop import resolve_device
+    from ..runtime import resolve_device
 
     device = resolve_device(cfg.device)
     torch.manual_seed(0)
@@ -271,7 +272,8 @@ def run_bench(cfg: BenchConfig, *, log: Callable[[str], None] = print) -> dict[s
     log("audiogen reference-size LM ...")
     torch.manual_seed(0)
     rows += decode_rows("reference", LM(reference).to(device).eval(), cfg, device, limits, frame_rate, peer)
-    from ..generation.engine import AudioGen, native_bf16
+    from ..generation.engine import AudioGen
+    from ..runtime import native_bf16
 
     ag = None
     try:

@@ -81,7 +81,7 @@ def codec_report(codec, folder: str | Path | list[Path], *, seconds: float = 10.
         raise AudiogenError(f"{folder}: no audio files found")
     device = device or torch.device("cpu")
     codec = codec.to(device).eval()
-    kbps = codec.num_codebooks * math.log2(codec.codebook_size) * codec.frame_rate / 1000
+    kbps = codec.kbps
     rows, skipped = [], []
     progress = bar(len(files), "codec eval", quiet=quiet, unit="file")
     for path in files:

@@ -30,7 +30,9 @@ from .. import audio
 from ..errors import AudiogenError
 from ..fileio import append_line, ensure_writable_dir, remove_stale_temporaries
 from ..progress import bar
+from ..runtime import env_world
 from .loops import check_loop, loop_info, loop_length
+from .options import BATCH_SIZE, BEATS_PER_BAR, CONTINUE_SECONDS, LOOP_BARS, LOOP_BPM, LOOP_COUNT, SamplingConfig
 
 TASKS = ("loops", "continue", "render")
 COMMON = {"seed", "temperature", "top_k", "top_p", "name", "task", "plot"}
@@ -51,7 +53,7 @@ class Job:
 
     def outputs(self) -> list[str]:
         if self.task == "loops":
-            count = int(self.params.get("count", 1))
+            count = int(self.params.get("count", LOOP_COUNT))
             return [f"{self.name}-{j:02d}.wav" for j in range(count)] if count > 1 else [f"{self.name}.wav"]
         return [f"{self.name}.wav"]
 
@@ -59,7 +61,8 @@ class Job:
 def parse_shard(text: str | None) -> tuple[int, int]:
     """`i/n` -> (i, n); without one, torchrun's RANK/WORLD_SIZE (or 0/1)."""
     if text is None:
-        return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+        rank, world, _ = env_world()
+        return rank, world
     try:
         i, n = (int(x) for x in text.split("/"))
     except ValueError:
@@ -121,12 +124,12 @@ def _parse_job(index: int, line: str, base: Path) -> Job:
     if "/" in name or name.startswith("."):
         raise AudiogenError(f"name {name!r} must be a plain file stem")
     if task == "loops":
-        check_loop(count=params.setdefault("count", 1), bars=params.get("bars", 4), bpm=params.get("bpm", 120),
-                   beats_per_bar=params.get("beats_per_bar", 4))
+        check_loop(count=params.setdefault("count", LOOP_COUNT), bars=params.get("bars", LOOP_BARS),
+                   bpm=params.get("bpm", LOOP_BPM), beats_per_bar=params.get("beats_per_bar", BEATS_PER_BAR))
     elif task == "continue":
         if not (params.get("seed_audio") or params.get("input")):
             raise AudiogenError("a continue job needs seed_audio (the recording to continue)")
-        params.setdefault("seconds", 10.0)
+        params.setdefault("seconds", CONTINUE_SECONDS)
     elif task == "render":
         if not (params.get("midi") or params.get("input")):
             raise AudiogenError("a render job needs midi (the sketch to render)")
@@ -150,10 +153,10 @@ def estimate_frames(job: Job, frame_rate: float) -> int:
     """Frames a job will generate (for the single progress bar's total)."""
     p = job.params
     if job.task == "loops":
-        seconds = p.get("bars", 4) * p.get("beats_per_bar", 4) * 60 / p.get("bpm", 120) + 2.0
-        return int(math.ceil(seconds * frame_rate)) * int(p.get("count", 1))
+        seconds = p.get("bars", LOOP_BARS) * p.get("beats_per_bar", BEATS_PER_BAR) * 60 / p.get("bpm", LOOP_BPM) + 2.0
+        return int(math.ceil(seconds * frame_rate)) * int(p.get("count", LOOP_COUNT))
     if job.task == "continue":
-        return int(math.ceil(float(p.get("seconds", 10)) * frame_rate))
+        return int(math.ceil(float(p.get("seconds", CONTINUE_SECONDS)) * frame_rate))
     seconds = p.get("seconds")
     if seconds is None:
         try:
@@ -178,34 +181,32 @@ class FrameProgress:
         pass
 
 
-def run_job(ag, job: Job, progress: Any) -> list[tuple[Any, dict[str, Any]]]:
-    """Generate one job's audio: [(wav [C, N], extra manifest fields)]."""
+def run_job(ag, job: Job, progress: Any, *, sampling: SamplingConfig | None = None) -> list[tuple[Any, dict[str, Any]]]:
+    """Generate one job's audio: [(wav [C, N], extra manifest fields)]; the job's own fields override `sampling`."""
     p = dict(job.params)
-    sampling = {k: p[k] for k in ("temperature", "top_k", "top_p", "seed") if k in p}
+    sampling = SamplingConfig.from_overrides(
+        sampling, **{k: p[k] for k in ("temperature", "top_k", "top_p", "guidance", "seed") if k in p})
     if job.task == "loops":
-        midi = p.get("midi")
+        bars, bpm = int(p.get("bars", LOOP_BARS)), float(p.get("bpm", LOOP_BPM))
+        beats_per_bar = int(p.get("beats_per_bar", BEATS_PER_BAR))
         prompt = _load_prompt(p.get("prompt"))
-        loops, sr = ag.loops(int(p.get("count", 1)), int(p.get("bars", 4)), float(p.get("bpm", 120)),
-                             beats_per_bar=int(p.get("beats_per_bar", 4)), midi=midi,
-                             prompt=None if prompt is None else prompt[0],
+        loops, sr = ag.loops(int(p.get("count", LOOP_COUNT)), bars, bpm, beats_per_bar=beats_per_bar,
+                             midi=p.get("midi"), prompt=None if prompt is None else prompt[0],
                              prompt_sample_rate=None if prompt is None else prompt[1],
-                             guidance=float(p.get("guidance", 3.0)), batch_size=int(p.get("batch_size", 4)),
-                             progress=progress, **sampling)
-        info = loop_info(loops[0].shape[-1], bars=int(p.get("bars", 4)), bpm=float(p.get("bpm", 120)),
-                         beats_per_bar=int(p.get("beats_per_bar", 4)))
-        assert loops[0].shape[-1] == loop_length(int(p.get("bars", 4)), float(p.get("bpm", 120)),
-                                                 int(p.get("beats_per_bar", 4)), sr)
+                             batch_size=int(p.get("batch_size", BATCH_SIZE)), sampling=sampling, progress=progress)
+        info = loop_info(loops[0].shape[-1], bars=bars, bpm=bpm, beats_per_bar=beats_per_bar)
+        assert loops[0].shape[-1] == loop_length(bars, bpm, beats_per_bar, sr)
         return [(w, {"loop": dataclasses.asdict(info)}) for w in loops]
     if job.task == "continue":
         wav, sr = audio.load(p.get("seed_audio") or p.get("input"))
         out, _ = ag.continue_audio(wav, sr, float(p["seconds"]), keep_prompt=bool(p.get("keep_prompt", True)),
-                                   progress=progress, **sampling)
+                                   sampling=sampling, progress=progress)
         return [(out, {})]
     prompt = _load_prompt(p.get("prompt"))
     out, _ = ag.render_midi(p.get("midi") or p.get("input"), seconds=p.get("seconds"),
                             prompt=None if prompt is None else prompt[0],
-                            prompt_sample_rate=None if prompt is None else prompt[1],
-                            guidance=float(p.get("guidance", 3.0)), progress=progress, **sampling)
+                            prompt_sample_rate=None if prompt is None else prompt[1], sampling=sampling,
+                            progress=progress)
     return [(out, {})]
 
 
@@ -214,8 +215,11 @@ def _load_prompt(path: str | None):
 
 
 def run_batch(ag, jobs_path: str | os.PathLike, out_dir: str | os.PathLike, *, shard: str | None = None,
-              plot: bool = False, quiet: bool = False) -> dict[str, int]:
-    """Run (or resume) this shard's jobs; return counts {done, skipped, failed, total}."""
+              sampling: SamplingConfig | None = None, plot: bool = False, quiet: bool = False) -> dict[str, int]:
+    """Run (or resume) this shard's jobs; return counts {done, skipped, failed, total}.
+
+    `sampling` (the CLI's options) is every job's default; a job's own fields override it.
+    """
     index, count = parse_shard(shard)
     jobs, problems = read_jobs(jobs_path)
     out = ensure_writable_dir(out_dir)
@@ -238,7 +242,7 @@ def run_batch(ag, jobs_path: str | os.PathLike, out_dir: str | os.PathLike, *, s
         for job in pending:
             started = time.time()
             try:
-                results = run_job(ag, job, progress)
+                results = run_job(ag, job, progress, sampling=sampling)
             except AudiogenError as err:
                 failures += 1
                 _fail(out, {"job": job.index, "name": job.name}, str(err))
@@ -248,13 +252,8 @@ def run_batch(ag, jobs_path: str | os.PathLike, out_dir: str | os.PathLike, *, s
                 if output in done:
                     continue
                 loop = extra.get("loop")
-                audio.save(out / output, wav, ag.sample_rate,
-                           loop=audio.LoopInfo(**loop) if loop else None)
-                if plot or job.params.get("plot"):
-                    from ..plots import save_spectrogram
-
-                    save_spectrogram((out / output).with_suffix(".png"), wav, ag.sample_rate, title=output,
-                                     loop=bool(loop))
+                save_output(out / output, wav, ag.sample_rate, loop=audio.LoopInfo(**loop) if loop else None,
+                            plot=plot or bool(job.params.get("plot")))
                 row = {"output": output, "job": job.index, "name": job.name, "task": job.task,
                        "params": job.params, "seed": job.params.get("seed"),
                        "seconds": wav.shape[-1] / ag.sample_rate, "sample_rate": ag.sample_rate,
@@ -264,6 +263,16 @@ def run_batch(ag, jobs_path: str | os.PathLike, out_dir: str | os.PathLike, *, s
     finally:
         shared.close()
     return {"done": finished, "skipped": len(mine) - len(pending), "failed": failures, "total": len(mine)}
+
+
+def save_output(path: Path, wav: Any, sample_rate: int, *, loop: audio.LoopInfo | None = None,
+                plot: bool = False) -> None:
+    """Write a generated WAV (atomically, loop chunks when `loop`) and, with `plot`, its spectrogram PNG beside it."""
+    audio.save(path, wav, sample_rate, loop=loop)
+    if plot:
+        from ..plots import save_spectrogram
+
+        save_spectrogram(path.with_suffix(".png"), wav, sample_rate, title=path.name, loop=loop is not None)
 
 
 def _fail(out: Path, where: dict[str, Any], problem: str) -> None:

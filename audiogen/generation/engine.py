@@ -7,8 +7,9 @@
     loops, sr = ag.loops(count=4, bars=4, bpm=120)         # list of [C, L], L bar-exact
     batch, sr = ag.generate(seconds=5, count=2)            # [count, C, N]
 
-Every call takes the same sampling parameters as the CLI (temperature, top_k, top_p, guidance,
-seed) and keeps no state between calls: the same arguments give the same audio on a device.
+Every call takes a `SamplingConfig` (`sampling=`) or any of its fields as keywords (temperature, top_k,
+top_p, guidance, seed): the CLI's and batch jobs' defaults, from `audiogen.generation.options`. No call keeps
+state between calls: the same arguments give the same audio on a device.
 """
 
 from __future__ import annotations
@@ -25,30 +26,21 @@ from .. import checkpoint
 from ..codec import load_codec
 from ..defaults import default_model_dir
 from ..errors import AudiogenError
-from ..lm.model import LM, _packable
-from ..training.loop import resolve_device
+from ..lm.model import LM
+from ..runtime import DTYPE_NAMES, resolve_device, resolve_dtype
 from .loops import DEFAULT_CROSSFADE, make_loops
+from .options import (
+    BATCH_SIZE,
+    BEATS_PER_BAR,
+    CONTINUE_SECONDS,
+    FREE_COUNT,
+    FREE_SECONDS,
+    LOOP_BARS,
+    LOOP_BPM,
+    LOOP_COUNT,
+    SamplingConfig,
+)
 from .tasks import continue_audio, generate_audio, render_midi
-from .token_loop import SamplingConfig
-
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
-DTYPE_NAMES = {v: k for k, v in DTYPES.items()} | {torch.float16: "fp16"}
-
-
-def native_bf16(device: torch.device) -> bool:
-    """Whether bf16 products are native here: CUDA with bf16, or a CPU oneDNN runs bf16 on (AVX512-BF16, AMX)."""
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    return _packable(torch.bfloat16, device)
-
-
-def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
-    """fp32, bf16 or auto (bf16 where it is native, else fp32) -> the torch dtype."""
-    if name == "auto":
-        return torch.bfloat16 if native_bf16(device) else torch.float32
-    if name not in DTYPES:
-        raise AudiogenError(f"dtype must be fp32, bf16 or auto, not {name!r}")
-    return DTYPES[name]
 
 
 def _to_tensor(wav: Any) -> torch.Tensor:
@@ -133,45 +125,51 @@ class AudioGen:
                 "codec": self.codec.identity.get("name"), "codec_fingerprint": self.codec.fingerprint()}
 
     # ------------------------------------------------------------------ tasks
-    @staticmethod
-    def _sampling(temperature: float, top_k: int, top_p: float, guidance: float, seed: int) -> SamplingConfig:
-        cfg = SamplingConfig(temperature=temperature, top_k=top_k, top_p=top_p, guidance=guidance, seed=seed)
-        cfg.validate()
-        return cfg
-
-    def generate(self, *, seconds: float, count: int = 1, temperature: float = 1.0, top_k: int = 250,
-                 top_p: float = 0.0, seed: int = 0, progress: Any = False) -> tuple[np.ndarray, int]:
+    # Every task takes `sampling` (a `SamplingConfig`; None: the defaults) and, for convenience, any of its
+    # fields as keywords (None: as in `sampling`). The defaults live in `SamplingConfig` alone.
+    def generate(self, *, seconds: float = FREE_SECONDS, count: int = FREE_COUNT,
+                 sampling: SamplingConfig | None = None, temperature: float | None = None,
+                 top_k: int | None = None, top_p: float | None = None,
+                 seed: int | None = None, progress: Any = False) -> tuple[np.ndarray, int]:
         """`count` free samples, float32 `[count, C, N]`."""
-        sampling = self._sampling(temperature, top_k, top_p, 1.0, seed)
+        sampling = SamplingConfig.from_overrides(sampling, temperature=temperature, top_k=top_k, top_p=top_p,
+                                                 seed=seed)
         return generate_audio(self.lm, self.codec, seconds=seconds, count=count, sampling=sampling,
                               progress=progress), self.sample_rate
 
-    def continue_audio(self, wav: Any, sample_rate: int, seconds: float, *, keep_prompt: bool = True,
-                       temperature: float = 1.0, top_k: int = 250, top_p: float = 0.0, seed: int = 0,
-                       progress: Any = False) -> tuple[np.ndarray, int]:
+    def continue_audio(self, wav: Any, sample_rate: int, seconds: float = CONTINUE_SECONDS, *,
+                       keep_prompt: bool = True, sampling: SamplingConfig | None = None,
+                       temperature: float | None = None, top_k: int | None = None, top_p: float | None = None,
+                       seed: int | None = None, progress: Any = False) -> tuple[np.ndarray, int]:
         """Continue `wav [C, N]` (any rate/channels) for `seconds`; float32 `[C, N]`."""
-        sampling = self._sampling(temperature, top_k, top_p, 1.0, seed)
+        sampling = SamplingConfig.from_overrides(sampling, temperature=temperature, top_k=top_k, top_p=top_p,
+                                                 seed=seed)
         out = continue_audio(self.lm, self.codec, _to_tensor(wav), sample_rate, seconds=seconds,
                              keep_prompt=keep_prompt, sampling=sampling, progress=progress)
         return out, self.sample_rate
 
     def render_midi(self, midi: str | os.PathLike | pretty_midi.PrettyMIDI, *, seconds: float | None = None,
-                    prompt: Any = None, prompt_sample_rate: int | None = None, guidance: float = 3.0,
-                    temperature: float = 1.0, top_k: int = 250, top_p: float = 0.0, seed: int = 0,
+                    prompt: Any = None, prompt_sample_rate: int | None = None, sampling: SamplingConfig | None = None,
+                    guidance: float | None = None, temperature: float | None = None, top_k: int | None = None,
+                    top_p: float | None = None, seed: int | None = None,
                     progress: Any = False) -> tuple[np.ndarray, int]:
         """Audio for a MIDI sketch (path or PrettyMIDI); `prompt` audio sets the sound."""
-        sampling = self._sampling(temperature, top_k, top_p, guidance, seed)
+        sampling = SamplingConfig.from_overrides(sampling, guidance=guidance, temperature=temperature, top_k=top_k,
+                                                 top_p=top_p, seed=seed)
         prompt_pair = self._prompt(prompt, prompt_sample_rate)
         out = render_midi(self.lm, self.codec, midi, seconds=seconds, prompt=prompt_pair, sampling=sampling,
                           progress=progress)
         return out, self.sample_rate
 
-    def loops(self, count: int, bars: int, bpm: float, *, beats_per_bar: int = 4, midi: Any = None,
-              prompt: Any = None, prompt_sample_rate: int | None = None, guidance: float = 3.0,
-              temperature: float = 1.0, top_k: int = 250, top_p: float = 0.0, seed: int = 0, batch_size: int = 4,
+    def loops(self, count: int = LOOP_COUNT, bars: int = LOOP_BARS, bpm: float = LOOP_BPM, *,
+              beats_per_bar: int = BEATS_PER_BAR, midi: Any = None, prompt: Any = None,
+              prompt_sample_rate: int | None = None, sampling: SamplingConfig | None = None,
+              guidance: float | None = None, temperature: float | None = None, top_k: int | None = None,
+              top_p: float | None = None, seed: int | None = None, batch_size: int = BATCH_SIZE,
               crossfade: float = DEFAULT_CROSSFADE, progress: Any = False) -> tuple[list[np.ndarray], int]:
         """`count` seamless loops of exactly `bars` bars at `bpm`, each float32 `[C, L]`."""
-        sampling = self._sampling(temperature, top_k, top_p, guidance, seed)
+        sampling = SamplingConfig.from_overrides(sampling, guidance=guidance, temperature=temperature, top_k=top_k,
+                                                 top_p=top_p, seed=seed)
         out = make_loops(self.lm, self.codec, count=count, bars=bars, bpm=bpm, beats_per_bar=beats_per_bar,
                          midi=midi, prompt=self._prompt(prompt, prompt_sample_rate), sampling=sampling,
                          batch_size=batch_size, crossfade=crossfade, progress=progress)

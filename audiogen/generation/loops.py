@@ -27,8 +27,9 @@ import torch
 from .. import audio
 from ..errors import AudiogenError
 from ..midi import beat_grid, load_midi, midi_features
+from .options import SamplingConfig
 from .tasks import decode, device_of, encode_prompt, prompt_limit
-from .token_loop import SamplingConfig, generate_tokens
+from .token_loop import generate_tokens
 
 MIN_BPM, MAX_BPM = 20.0, 400.0
 MAX_LOOP_SECONDS = 600.0

@@ -23,7 +23,8 @@ import torch
 from .. import audio
 from ..errors import AudiogenError
 from ..midi import load_midi, midi_features, midi_seconds
-from .token_loop import SamplingConfig, generate_tokens
+from .options import SamplingConfig
+from .token_loop import generate_tokens
 
 MAX_SECONDS = 3600.0  # one hour of output per item: beyond that a typo is more likely than a wish
 RENDER_TAIL_SECONDS = 1.0  # let the last notes ring out after the MIDI's final note-off

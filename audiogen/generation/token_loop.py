@@ -14,7 +14,6 @@ this in `audiogen.generation.tasks`.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 from typing import Any
 
@@ -24,26 +23,8 @@ from ..errors import AudiogenError
 from ..lm import patterns
 from ..lm.model import LM
 from ..progress import bar
+from .options import SamplingConfig
 from .sampling import guide, sample
-
-
-@dataclasses.dataclass
-class SamplingConfig:
-    temperature: float = 1.0  # 0 = greedy
-    top_k: int = 250  # 0 = off
-    top_p: float = 0.0  # 0 = off; applied after top_k
-    guidance: float = 3.0  # classifier-free guidance scale (conditional models given cond); 1 = plain conditional
-    seed: int = 0
-
-    def validate(self) -> None:
-        if self.temperature < 0:
-            raise AudiogenError("sampling: temperature must not be negative")
-        if self.top_k < 0:
-            raise AudiogenError("sampling: top_k must not be negative")
-        if not 0 <= self.top_p <= 1:
-            raise AudiogenError("sampling: top_p must be in [0, 1]")
-        if self.guidance < 0:
-            raise AudiogenError("sampling: guidance must not be negative")
 
 
 def _batch_of(x: torch.Tensor, batch_size: int, what: str) -> torch.Tensor:

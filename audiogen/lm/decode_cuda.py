@@ -24,10 +24,14 @@ from typing import TYPE_CHECKING
 import torch
 import torch.nn.functional as F
 
-from .model import _no_decoder, rotary
+from .rotary import rotary
 
 if TYPE_CHECKING:
     from .model import LM
+
+
+def _no_decoder() -> None:
+    return None
 
 
 class StaticDecoder:

@@ -16,7 +16,7 @@ ring buffer of W slots, so generation costs one step per position for ever and s
 attention pattern of training on long crops. Rotary angles are computed in float64 from the
 absolute position, so position 50,000 is as exact as position 5. `decode_step` runs a fast
 path, equal to the module path up to rounding (`model.fast_decode = False` turns it off): on CPU
-prepacked weights (`PackedDecoder`: XNNPACK or oneDNN kernels), on CUDA a fixed-shape step
+prepacked weights (`audiogen.lm.decode_cpu`: XNNPACK or oneDNN kernels), on CUDA a fixed-shape step
 compiled with CUDA graphs (`audiogen.lm.decode_cuda`).
 
 `python -m pytest tests/lm/` exercises it.
@@ -30,7 +30,7 @@ import math
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -39,10 +39,11 @@ from torch import nn
 from .. import checkpoint
 from ..config import from_dict, to_dict
 from ..errors import AudiogenError
+from ..runtime import onednn_packable
 from . import patterns
-
-if TYPE_CHECKING:
-    from .decode_cuda import StaticDecoder
+from .decode_cpu import PackedDecoder
+from .decode_cuda import StaticDecoder
+from .rotary import rotary
 
 KIND = "lm"
 
@@ -104,17 +105,6 @@ class LMConfig:
 
 
 # ---------------------------------------------------------------------------- building blocks
-
-
-def rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate the halves of the last dim of `x [B, P, ..., Dh]` by angles with `cos, sin [P, Dh/2]`.
-
-    Computed in float32 whatever the model's dtype, so bf16 models keep exact relative positions.
-    """
-    shape = (1, cos.shape[0]) + (1,) * (x.dim() - 3) + (cos.shape[1],)
-    cos, sin = cos.view(shape), sin.view(shape)
-    x1, x2 = x.float().chunk(2, dim=-1)
-    return torch.cat((x1 * cos - x2 * sin, x2 * cos + x1 * sin), dim=-1).to(x.dtype)
 
 
 class KVCache:
@@ -214,160 +204,6 @@ class Block(nn.Module):
         return x + self.drop(self.mlp(self.mlp_norm(x)))
 
 
-def _packable(dtype: torch.dtype, device: torch.device) -> bool:
-    """Whether oneDNN can prepack linear weights of this dtype here (CPU; bf16 needs native support)."""
-    if device.type != "cpu" or not torch.backends.mkldnn.is_available():
-        return False
-    return dtype == torch.float32 or (dtype == torch.bfloat16 and torch.ops.mkldnn._is_mkldnn_bf16_supported())
-
-
-def _no_decoder() -> None:
-    return None
-
-
-def _packed_linear(x: torch.Tensor, packed: torch.Tensor) -> torch.Tensor:
-    return torch.ops.mkldnn._linear_pointwise(x, packed, None, "none", [], "")
-
-
-def _packed_linear_add(y: torch.Tensor, x: torch.Tensor, packed: torch.Tensor) -> torch.Tensor:
-    """`x + y @ W.T` with the addition fused into the product."""
-    return torch.ops.mkldnn._linear_pointwise.binary(y, x, packed, None, "add")
-
-
-def _linear_add(y: torch.Tensor, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    return x + F.linear(y, weight)
-
-
-XNNPACK_MAX_BATCH = 8  # fp32 decode on one XNNPACK thread up to this batch (see `PackedDecoder`)
-
-
-def _xnnpack() -> bool:
-    """Whether this PyTorch build has XNNPACK's prepacked fp32 linear (x86 and ARM wheels do)."""
-    return torch._C._is_xnnpack_enabled() and hasattr(torch.ops.prepacked, "linear_clamp_prepack")
-
-
-def _xnnpack_linear(x: torch.Tensor, packed) -> torch.Tensor:
-    return torch.ops.prepacked.linear_clamp_run(x, packed)
-
-
-def _xnnpack_linear_add(y: torch.Tensor, x: torch.Tensor, packed) -> torch.Tensor:
-    return x + torch.ops.prepacked.linear_clamp_run(y, packed)
-
-
-class PackedDecoder:
-    """The CPU decode step's weights, prepacked once, and the step itself.
-
-    A plain `F.linear` on CPU hands its weight to oneDNN, which re-lays it out on every call;
-    with a few rows per step that costs about as much as the product. Prepacked once, the
-    products of a reference-size step (d 512, 8 layers) take about 0.55x the time in bf16 at
-    batch 1-32 (0.8x in fp32). Each RMSNorm's gain is folded into the matrix after it (rows are
-    normalised without a gain), the attention scale into the queries' rotary table, and the
-    residual additions into the products (oneDNN post-ops), so a step also makes fewer operator
-    calls than the module path. The packs are a second copy of the weights (the module's own
-    weights stay as they are, for training and saving); `LM.clear_cache()` frees them.
-
-    Which kernels (`kind`), measured on the 2-core machine at the reference size:
-      * "native", bf16 at batch 1: PyTorch's own mat-vec kernel (reached with oneDNN switched
-        off for the step) streams the weights faster than oneDNN's: 0.83x the step time.
-      * "xnnpack", fp32 at batch 1-8 in a process of at most 2 threads: XNNPACK's prepacked
-        products on ONE thread (`threads`; `LM.decode_threads()` sets it for a generation loop)
-        beat oneDNN's on two: 1.1-1.4x the steps/s of whole generations (batch 2, a guided item:
-        174 vs 121; benchmarks/decode_kernels.py). XNNPACK's pool on two threads, with or
-        without OpenMP's beside it, is 10x slower on this VM, hence one thread; and switching
-        threads at every step costs more than it saves.
-      * "onednn" otherwise.
-    Tested against the module path in tests/lm/test_model.py and tests/generation/test_token_loop.py.
-    """
-
-    path = "packed"
-
-    def __init__(self, model: LM, batch: int, key: tuple):
-        self.key = key
-        dtype = model.heads.weight.dtype
-        if batch == 1 and dtype == torch.bfloat16:
-            self.kind = "native"
-        elif dtype == torch.float32 and batch <= XNNPACK_MAX_BATCH and torch.get_num_threads() <= 2 and _xnnpack():
-            self.kind = "xnnpack"
-        else:
-            self.kind = "onednn"
-        self.threads = 1 if self.kind == "xnnpack" else None  # the decode loop's thread count (None: as is)
-
-        # fp32 oneDNN products of 4-64 rows run about 3x slower when the output width is a multiple
-        # of 1024 (the K heads of 1024 codes: 2.2 ms instead of 0.7 ms at batch 16, a sixth of the
-        # step), likely cache-set aliasing in oneDNN's packed layout. 16 zero rows of padding
-        # avoid it; the products whose outputs are sliced (qkv, gate_up, heads) take it.
-        pad = 16 if dtype == torch.float32 and 4 <= batch <= 64 and self.kind == "onednn" else 0
-        self.padded = 0  # how many products got the padding
-
-        def pack(weight: torch.Tensor, sliced: bool = False) -> torch.Tensor:
-            weight = weight.detach()
-            if self.kind == "native":
-                return weight
-            if self.kind == "xnnpack":
-                return torch.ops.prepacked.linear_clamp_prepack(weight.contiguous(), None)
-            if sliced and pad and weight.shape[0] % 1024 == 0:
-                weight = torch.cat((weight, weight.new_zeros(pad, weight.shape[1])))
-                self.padded += 1
-            return torch.ops.mkldnn._reorder_linear_weight(weight, batch)
-
-        def fold(linear: nn.Linear, norm: nn.RMSNorm) -> torch.Tensor:
-            return pack((linear.weight.float() * norm.weight.float()).to(linear.weight.dtype), sliced=True)
-
-        self.layers = [(fold(b.attn.qkv, b.attn_norm), pack(b.attn.out.weight), fold(b.mlp.gate_up, b.mlp_norm),
-                        pack(b.mlp.down.weight)) for b in model.blocks]
-        self.heads = fold(model.heads, model.norm)
-        # Rotary tables for q (times the attention scale), k and v (identity): [cos, sin] rows
-        # become C = coef * [cos, cos] + base and S = coef * [-sin, sin] (see `step`).
-        c = model.config
-        ref = model.heads.weight
-        self.coef = torch.tensor([c.head_dim**-0.5, 1.0, 0.0], device=ref.device).view(1, 3, 1, 1)
-        self.base = torch.tensor([[0.0, 0.0, 1.0], [0.0, 0.0, 0.0]], device=ref.device).view(2, 3, 1, 1)
-
-    def __reduce__(self):
-        return _no_decoder, ()  # packs cannot be copied or pickled: copies of the model repack
-
-    def step(self, model: LM, x: torch.Tensor, position: int) -> torch.Tensor:
-        """Residual stream `x [B, D]` of `position` (embedded) -> logits `[B, K, V]`; fills the caches."""
-        c = model.config
-        Dh = c.head_dim
-        cos, sin = model._rope(position, 1, x.device)  # float32 [1, Dh/2] from float64 angles
-        tables = torch.addcmul(self.base, torch.cat((cos, cos, -sin, sin), dim=-1).view(2, 1, 1, Dh), self.coef)
-        rot_c, rot_s = tables[0], tables[1]  # [3, 1, Dh]: broadcast over [B, 3, H, Dh]
-        slot, visible = position % c.context, min(position + 1, c.context)
-        if self.kind == "onednn":
-            return self._layers(model, x, rot_c, rot_s, slot, visible, _packed_linear, _packed_linear_add)
-        if self.kind == "xnnpack":
-            # Inside a generation loop the threads are set already (a no-op here); a lone step (as
-            # prefill's of one position) switches for itself: on two threads the pools would contend.
-            with model.decode_threads():
-                return self._layers(model, x, rot_c, rot_s, slot, visible, _xnnpack_linear, _xnnpack_linear_add)
-        mkldnn = torch.backends.mkldnn.enabled
-        torch.backends.mkldnn.enabled = False  # (process-wide: another thread's products meanwhile only run slower)
-        try:
-            return self._layers(model, x, rot_c, rot_s, slot, visible, F.linear, _linear_add)
-        finally:
-            torch.backends.mkldnn.enabled = mkldnn
-
-    def _layers(self, model: LM, x, rot_c, rot_s, slot: int, visible: int, linear, linear_add) -> torch.Tensor:
-        c = model.config
-        B, D = x.shape
-        H, Dh, eps, hidden = c.num_heads, c.head_dim, c.norm_eps, c.hidden_dim
-        for (qkv_w, out_w, gate_up_w, down_w), cache in zip(self.layers, model.caches):
-            h = F.rms_norm(x, (D,), None, eps)
-            qkv = linear(h, qkv_w)[:, : 3 * D].view(B, 3, H, Dh)  # (a padded product has extra columns)
-            # Rotate halves (x1, x2) -> (x1 cos - x2 sin, x2 cos + x1 sin) in float32: roll swaps the halves.
-            r = qkv * rot_c + qkv.roll(Dh // 2, -1) * rot_s  # [B, 3, H, Dh]: q (scaled), k, v
-            cache.kv[:, :, :, slot] = r[:, 1:].transpose(0, 1)
-            keys, values = cache.kv[:, :, :, :visible]  # every visible slot is in the window (see KVCache)
-            scores = torch.matmul(r[:, 0, :, None], keys.transpose(2, 3))  # [B, H, 1, n]
-            y = torch.matmul(scores.softmax(dim=-1), values).view(B, D).to(x.dtype)
-            x = linear_add(y, x, out_w)
-            gate, up = linear(F.rms_norm(x, (D,), None, eps), gate_up_w)[:, : 2 * hidden].chunk(2, dim=-1)
-            x = linear_add(F.silu(gate) * up, x, down_w)
-        logits = linear(F.rms_norm(x, (D,), None, eps), self.heads)[:, : c.num_codebooks * c.codebook_size]
-        return logits.view(B, c.num_codebooks, c.codebook_size)
-
-
 def band_mask(q_start: int, num_q: int, k_start: int, num_k: int, window: int, device) -> torch.Tensor:
     """`[num_q, num_k]` bool: query position i may see key position j iff i - window < j <= i."""
     qp = torch.arange(q_start, q_start + num_q, device=device)[:, None]
@@ -401,6 +237,9 @@ class LM(nn.Module):
         # CUDA only; True: on CPU too (instead of the prepacked step); False: never.
         self.fast_decode = True
         self.compile_decode: bool | None = None
+        # The prepacked CPU step's kernels: None picks by dtype and batch (`decode_cpu.choose_kind`);
+        # "onednn", "xnnpack" or "native" force one (benchmarks compare them).
+        self.decode_kernels: str | None = None
         self._decoder: PackedDecoder | StaticDecoder | None = None
         self.meta: dict[str, Any] = {}  # config.json's other entries after `load` (e.g. the codec)
         self._inv_freq: dict[torch.device, torch.Tensor] = {}
@@ -583,23 +422,21 @@ class LM(nn.Module):
             # The step reads the live weights: only new caches (or a new dtype) need a new one.
             key = ("static", id(self.caches), ref.dtype)
             if self._decoder is None or self._decoder.key != key:
-                from .decode_cuda import StaticDecoder  # (it imports `rotary` from here)
-
                 self._decoder = StaticDecoder(self, key, compile=True)
             self._decoder.attach(self)
             return
-        if cache.kv.dtype != torch.float32 or not _packable(ref.dtype, ref.device):
+        if cache.kv.dtype != torch.float32 or not onednn_packable(ref.dtype, ref.device):
             self._decoder = None
             return
         batch = cache.kv.shape[1]
         # Any change of the weights (in place: optimizer steps, load_state_dict; or new storage:
         # .to()) changes a data pointer or a version counter. (Weights made under
         # torch.inference_mode() have no version counter: only new storage is seen for them.)
-        key = (batch, ref.dtype, tuple((p.data_ptr(), 0 if p.is_inference() else p._version)
+        key = (batch, ref.dtype, self.decode_kernels, tuple((p.data_ptr(), 0 if p.is_inference() else p._version)
                                        for p in self.parameters()))
         if self._decoder is None or self._decoder.key != key:
             self._decoder = None  # free the old packs first
-            self._decoder = PackedDecoder(self, batch, key)
+            self._decoder = PackedDecoder(self, batch, key, kind=self.decode_kernels)
 
     @torch.inference_mode()
     def prefill(

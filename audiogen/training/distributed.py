@@ -8,16 +8,12 @@ do not allow; a flat all-reduce serves every task the same way and keeps ranks b
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable
 
 import torch
 import torch.distributed as dist
 
-
-def env_world() -> tuple[int, int, int]:
-    """(rank, world_size, local_rank) from torchrun's environment (0, 1, 0 when run alone)."""
-    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("LOCAL_RANK", 0))
+from ..runtime import env_world
 
 
 def init(device_kind: str) -> tuple[int, int]:

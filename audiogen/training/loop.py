@@ -86,20 +86,6 @@ class Task(Protocol):
         """Write the inference model (`config.json` + `model.safetensors`)."""
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise AudiogenError("device cuda requested but no CUDA device is available")
-        _, world, local = distributed.env_world()
-        if name == "cuda" and world > 1:
-            name = f"cuda:{local}"
-    elif name != "cpu":
-        raise AudiogenError(f"unknown device {name!r} (auto, cpu, cuda, cuda:N)")
-    return torch.device(name)
-
-
 def lr_at(cfg: TrainConfig, step: int) -> float:
     """Linear warm-up, then cosine decay to `min_lr_ratio * lr` (or constant)."""
     if cfg.warmup_steps and step < cfg.warmup_steps:

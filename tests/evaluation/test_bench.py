@@ -12,8 +12,8 @@ from tinymodel import make_tiny_model
 
 from audiogen.cli import main
 from audiogen.evaluation.bench import BenchConfig, decode_rows, limit_seconds
-from audiogen.generation.engine import native_bf16
 from audiogen.lm.model import LM, LMConfig
+from audiogen.runtime import native_bf16
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

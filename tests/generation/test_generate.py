@@ -130,7 +130,7 @@ def test_bf16_option(model: Path, tmp_path: Path) -> None:
     import torch
 
     from audiogen.errors import AudiogenError
-    from audiogen.generation.engine import native_bf16, resolve_dtype
+    from audiogen.runtime import native_bf16, resolve_dtype
 
     fp32 = AudioGen.load(model)
     ag = AudioGen.load(model, dtype="bf16")

@@ -7,7 +7,8 @@ import torch
 
 from audiogen.errors import AudiogenError
 from audiogen.generation.sampling import guide, sample, top_p_filter
-from audiogen.generation.token_loop import SamplingConfig, generate_tokens
+from audiogen.generation.options import SamplingConfig
+from audiogen.generation.token_loop import generate_tokens
 from audiogen.lm.model import LM, LMConfig
 from audiogen.lm.patterns import shift_right
 
@@ -185,7 +186,7 @@ def test_decode_loop_runs_on_the_threads_its_step_wants() -> None:
     """In a 2-thread process, fp32 at small batch decodes with XNNPACK on one thread: the loop runs
     on 1 thread (set once, restored after), a lone step outside the loop switches for itself, and
     the tokens are those of the module path."""
-    from audiogen.lm.model import _xnnpack
+    from audiogen.lm.decode_cpu import _xnnpack
 
     model = tiny()
     torch.set_num_threads(2)

@@ -11,7 +11,8 @@ import pytest
 import torch
 from torch._dynamo.utils import counters
 
-from audiogen.generation.token_loop import SamplingConfig, generate_tokens
+from audiogen.generation.options import SamplingConfig
+from audiogen.generation.token_loop import generate_tokens
 from audiogen.lm.decode_cuda import StaticDecoder
 from audiogen.lm.model import LM, LMConfig
 

@@ -6,7 +6,9 @@ import pytest
 import torch
 
 from audiogen.errors import AudiogenError
-from audiogen.lm.model import LM, LMConfig, _packable, rotary
+from audiogen.lm.model import LM, LMConfig
+from audiogen.lm.rotary import rotary
+from audiogen.runtime import onednn_packable
 
 
 @pytest.fixture(autouse=True)
@@ -219,7 +221,7 @@ def _decode_all(model: LM, tokens: torch.Tensor, rows, drop, prompt: int, start:
     return torch.stack(out, dim=2).float()
 
 
-needs_packing = pytest.mark.skipif(not _packable(torch.bfloat16, torch.device("cpu")),
+needs_packing = pytest.mark.skipif(not onednn_packable(torch.bfloat16, torch.device("cpu")),
                                    reason="no oneDNN bf16 on this CPU: decode_step takes the module path")
 
 
