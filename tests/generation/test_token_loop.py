@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from audiogen.errors import AudiogenError
-from audiogen.generation.sampling import guide, sample, top_p_filter
 from audiogen.generation.options import SamplingConfig
+from audiogen.generation.sampling import guide, sample, top_p_filter
 from audiogen.generation.token_loop import generate_tokens
 from audiogen.lm.model import LM, LMConfig
 from audiogen.lm.patterns import shift_right
