@@ -31,6 +31,7 @@ import torch
 
 from ..audio import as_mono
 from ..errors import AudiogenError
+from ..midi import load_midi
 
 MidiLike = str | os.PathLike | pretty_midi.PrettyMIDI
 
@@ -48,14 +49,7 @@ def _channels(wav: np.ndarray | torch.Tensor) -> np.ndarray:
 
 
 def _load_midi(midi: MidiLike) -> pretty_midi.PrettyMIDI:
-    if isinstance(midi, pretty_midi.PrettyMIDI):
-        return midi
-    try:
-        return pretty_midi.PrettyMIDI(os.fspath(midi))
-    except FileNotFoundError:
-        raise AudiogenError(f"{midi}: no such file") from None
-    except Exception:  # mido/pretty_midi raise several types for bad files
-        raise AudiogenError(f"{midi}: not a readable MIDI file") from None
+    return load_midi(midi, max_seconds=None, require_notes=False)
 
 
 def _pool(features: np.ndarray, times: np.ndarray, frame_rate: float, frames: int) -> np.ndarray:

@@ -154,9 +154,9 @@ def held_out_pairs(corpus: str | Path, *, val_fraction: float = 0.05, count: int
 
 
 def _cut_midi(path: Path, seconds: float):
-    import pretty_midi
+    from ..midi import load_midi
 
-    pm = pretty_midi.PrettyMIDI(str(path))
+    pm = load_midi(path, max_seconds=None, require_notes=False)
     for inst in pm.instruments:
         inst.notes = [n for n in inst.notes if n.start < seconds]
         for n in inst.notes:
