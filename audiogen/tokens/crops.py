@@ -22,7 +22,7 @@ from torch.utils.data import Dataset
 
 from ..errors import AudiogenError
 from ..folders import is_validation
-from .tokenize import codes_dtype, read_index
+from .format import COND_DTYPE, codes_dtype, dequantize_cond, read_index, shard_path
 
 
 class TokenCrops(Dataset):
@@ -88,11 +88,11 @@ class TokenCrops(Dataset):
         if number not in self._codes:
             shard = self.index["shards"][number]
             dtype = codes_dtype(self.codebook_size)
-            path = self.root / f"codes-{number:05d}.bin"
+            path = shard_path(self.root, "codes", number)
             self._codes[number] = np.memmap(path, dtype=dtype, mode="r", shape=(shard["frames"], self.num_codebooks))
-            cond_path = self.root / f"cond-{number:05d}.bin"
+            cond_path = shard_path(self.root, "cond", number)
             if shard.get("cond_frames") and cond_path.exists():
-                self._cond[number] = np.memmap(cond_path, dtype=np.int8, mode="r",
+                self._cond[number] = np.memmap(cond_path, dtype=COND_DTYPE, mode="r",
                                                shape=(shard["cond_frames"], shard["cond_features"]))
         return self._codes[number], self._cond.get(number)
 
@@ -119,7 +119,7 @@ class TokenCrops(Dataset):
             cond_stop = min(entry["frames"], start + T + self.cond_lookahead)
             if entry["cond_offset"] is not None and cond_map is not None and cond_stop > start:
                 rows = cond_map[entry["cond_offset"] + start : entry["cond_offset"] + cond_stop]
-                cond[: cond_stop - start] = torch.from_numpy(rows.astype(np.float32)) / 127.0
+                cond[: cond_stop - start] = dequantize_cond(rows)
             item["cond"] = cond
             item["has_cond"] = torch.tensor(entry["cond_offset"] is not None)
         return item

@@ -1,11 +1,6 @@
 """Tokenize an audio folder into a token dataset: `audiogen tokenize AUDIO_DIR --codec C -o DATASET`.
 
-Layout of DATASET:
-    index.json          the truth: codec identity, one entry per file (offsets, frames, hashes)
-    codes-00000.bin     int16 (int32 for codebooks > 32768) frames, stored frame-major [T_total, K];
-                        `shard_codes()` returns the [K, T_total] view
-    cond-00000.bin      int8 MIDI conditioning rows [T_cond, F] (value * 127), for files with a
-                        paired `name.mid`/`name.midi`, aligned frame by frame with their codes
+The dataset's layout (index, shards, dtypes, conditioning quantisation) is `audiogen.tokens.format`.
 
 Incremental and resumable: a file whose content hash (and its MIDI's) and the codec's
 fingerprint are unchanged is skipped. Data are appended to the last shard and the index is
@@ -18,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -31,10 +25,7 @@ from ..errors import AudiogenError
 from ..fileio import ensure_writable_dir, remove_stale_temporaries, write_json
 from ..folders import list_audio, paired_midi
 from ..progress import bar
-
-INDEX_NAME = "index.json"
-FORMAT_VERSION = 1
-SHARD_FRAMES = 1 << 24  # start a new shard past ~16 M frames (62 h at 75 Hz)
+from .format import FORMAT_VERSION, INDEX_NAME, SHARD_FRAMES, codes_dtype, quantize_cond, read_index, shard_path
 
 
 def file_hash(path: str | os.PathLike) -> str:
@@ -43,10 +34,6 @@ def file_hash(path: str | os.PathLike) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()[:24]
-
-
-def codes_dtype(codebook_size: int) -> np.dtype:
-    return np.dtype(np.int16 if codebook_size <= 32768 else np.int32)
 
 
 @dataclasses.dataclass
@@ -63,23 +50,6 @@ class TokenizeSummary:
         return (f"{self.files} files, {self.hours:.2f} h, {self.frames} frames "
                 f"({self.encoded} encoded, {self.unchanged} unchanged, {len(self.skipped)} skipped, "
                 f"{self.paired} with MIDI)")
-
-
-def read_index(dataset: str | os.PathLike) -> dict[str, Any]:
-    path = Path(dataset) / INDEX_NAME
-    if not path.exists():
-        raise AudiogenError(f"{dataset}: not a token dataset (no {INDEX_NAME}; make one with audiogen tokenize)")
-    try:
-        index = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise AudiogenError(f"{path}: not valid JSON") from None
-    if index.get("format_version") != FORMAT_VERSION:
-        raise AudiogenError(f"{path}: unsupported dataset format {index.get('format_version')!r}")
-    return index
-
-
-def _shard_path(dataset: Path, kind: str, shard: int) -> Path:
-    return dataset / f"{kind}-{shard:05d}.bin"
 
 
 def _trim(path: Path, nbytes: int) -> None:
@@ -133,8 +103,8 @@ def tokenize(
     entries: dict[str, dict[str, Any]] = index["entries"]
     shards: list[dict[str, int]] = index["shards"]
     for number, shard in enumerate(shards):  # drop whatever a killed run left past the index
-        _trim(_shard_path(out, "codes", number), shard["frames"] * K * dtype.itemsize)
-        _trim(_shard_path(out, "cond", number), shard["cond_frames"] * shard.get("cond_features", 0))
+        _trim(shard_path(out, "codes", number), shard["frames"] * K * dtype.itemsize)
+        _trim(shard_path(out, "cond", number), shard["cond_frames"] * shard.get("cond_features", 0))
 
     midi_features = None
     if with_midi:
@@ -190,12 +160,12 @@ def tokenize(
         entry = {"hash": digest, "shard": number, "offset": shard["frames"], "frames": T, "seconds": seconds,
                  "midi": str(midi.relative_to(root)) if midi else None, "midi_hash": midi_digest,
                  "cond_offset": None}
-        _append(_shard_path(out, "codes", number), codes.T.numpy().astype(dtype))
+        _append(shard_path(out, "codes", number), codes.T.numpy().astype(dtype))
         shard["frames"] += T
         if cond is not None:
             shard["cond_features"] = NUM_FEATURES
-            quantized = torch.round(cond.clamp(-1, 1) * 127).to(torch.int8).numpy()
-            _append(_shard_path(out, "cond", number), quantized)
+            quantized = quantize_cond(cond)
+            _append(shard_path(out, "cond", number), quantized)
             entry["cond_offset"] = shard["cond_frames"]
             shard["cond_frames"] += T
         entries[rel] = entry

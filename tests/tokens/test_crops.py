@@ -11,7 +11,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from audiogen.fileio import write_json
 from audiogen.tokens.crops import TokenCrops, collate
-from audiogen.tokens.tokenize import FORMAT_VERSION
+from audiogen.tokens.format import FORMAT_VERSION
 
 
 def fake_dataset(root: Path, lengths: list[int], K: int = 3, V: int = 50, F: int = 4) -> dict[str, np.ndarray]:

@@ -18,7 +18,8 @@ import torch
 from audiogen import audio
 from audiogen.codec import CodecConfig, EncodecCodec
 from audiogen.tokens.crops import TokenCrops
-from audiogen.tokens.tokenize import read_index, tokenize
+from audiogen.tokens.format import read_index
+from audiogen.tokens.tokenize import tokenize
 
 TINY = dict(sample_rate=8000, n_filters=4, dimension=16, ratios=(4, 4, 2), lstm_layers=0,
             max_codebooks=2, num_codebooks=2, codebook_size=64)
