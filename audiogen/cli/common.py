@@ -34,7 +34,7 @@ def load_codec_spec(spec: str | None, bandwidth: float | None):
     from ..codec import load_codec
 
     if spec is None:
-        from ..defaults import default_codec_dir
+        from ..checkpoint import default_codec_dir
 
         spec = default_codec_dir()
         if spec is None:

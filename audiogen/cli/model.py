@@ -30,7 +30,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         found = find_pretrained(name)
         print(f"  {name}: {found if found else 'not found'}")
     try:
-        from ..defaults import default_model_dir
+        from ..checkpoint import default_model_dir
 
         path = default_model_dir()
         print(f"default model: {path if path else 'not bundled'}")

@@ -24,7 +24,6 @@ import torch
 
 from .. import checkpoint
 from ..codec import load_codec
-from ..defaults import default_model_dir
 from ..errors import AudiogenError
 from ..lm.model import LM
 from ..runtime import DTYPE_NAMES, resolve_device, resolve_dtype
@@ -74,19 +73,12 @@ class AudioGen:
         torch_device = resolve_device(device)
         lm_dtype = resolve_dtype(dtype, torch_device)
         if model_dir is None:
-            model_dir = default_model_dir()
+            model_dir = checkpoint.default_model_dir()
             if model_dir is None:
                 raise AudiogenError("no bundled default model in this install; pass a model folder (--model DIR)")
         path = Path(model_dir)
         lm = LM.load(path, device=torch_device).to(lm_dtype)
-        codec_dir = path / "codec"
-        if (codec_dir / checkpoint.CONFIG_NAME).exists():
-            codec = load_codec(codec_dir)
-        else:
-            spec = (getattr(lm, "meta", {}).get("codec") or {}).get("spec")
-            if not spec:
-                raise AudiogenError(f"{path}: the model names no codec (expected a codec/ folder inside it)")
-            codec = load_codec(spec)
+        codec = load_codec(checkpoint.model_codec(path, getattr(lm, "meta", {})))
         expected = (getattr(lm, "meta", {}).get("codec") or {}).get("fingerprint")
         if expected and codec.fingerprint() != expected:
             raise AudiogenError(f"{path}: its codec's weights differ from the codec the model was trained with")

@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import shutil
 from pathlib import Path
 
 import torch
 
+from .. import checkpoint
 from ..config import to_dict
 from ..errors import AudiogenError
 from ..lm.model import LM, LMConfig
@@ -154,20 +154,4 @@ class LMTask:
         codec = self.index["codec"]
         self.model.save(directory, extra={"codec": codec, "frame_rate": self.frame_rate,
                                           "recipe": to_dict(self.recipe)})
-        _bundle_codec(Path(directory), codec.get("spec", ""))
-
-
-def _bundle_codec(directory: Path, spec: str) -> None:
-    """Copy the codec folder beside the LM (once) so the model folder is self-contained."""
-    target = directory / "codec"
-    source = Path(spec)
-    if not spec or not source.is_dir() or (target / "config.json").exists():
-        return
-    if source.resolve() == target.resolve():
-        return
-    tmp = directory / ".codec.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    for name in ("config.json", "model.safetensors"):
-        shutil.copy2(source / name, tmp / name)
-    tmp.rename(target)
+        checkpoint.bundle_codec(Path(directory), codec.get("spec", ""))

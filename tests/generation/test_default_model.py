@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from audiogen import AudioGen
-from audiogen.defaults import ROOT, default_codec_dir, default_model_dir
+from audiogen.checkpoint import DEFAULT_MODEL_DIR as ROOT
+from audiogen.checkpoint import default_codec_dir, default_model_dir
 
 pytestmark = [
     pytest.mark.usefixtures("one_thread"),
