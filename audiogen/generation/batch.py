@@ -4,7 +4,9 @@ One job per line of JSON: `{"task": "loops" | "continue" | "render", ...the comm
 parameters..., "seed": 7, "name": "optional-output-stem"}`. Parameter names are the CLI's long
 options with dashes turned into underscores (`bars`, `bpm`, `beats_per_bar`, `count`, `midi`,
 `prompt`, `seed`, `seconds`, `keep_prompt`, `guidance`, `temperature`, `top_k`, `top_p`, ...);
-relative paths are resolved against the JOBS file's folder.
+relative paths are resolved against the JOBS file's folder. A field a job leaves out takes the
+command's own default (`audiogen.generation.options`: a loops job makes 4 loops, like `audiogen loops`),
+and the sampling options given to `audiogen batch` are every job's defaults.
 
 * Every output is written atomically, then a row is appended to DIR/manifest.jsonl with the
   job, its parameters, seed, duration and the model's identity. A job is done when the manifest
