@@ -166,3 +166,13 @@ print(before, AudioGen.__module__, SamplingConfig().top_k, callable(load_codec))
 def test_a_spectrogram_needs_matplotlib_alone() -> None:
     out = _run("import sys, audiogen.plots; print('mir_eval' in sys.modules, 'audiogen.evaluation' in sys.modules)")
     assert out.split() == ["False", "False"]
+
+
+def test_the_demo_needs_no_extras() -> None:
+    """`make demo` installs the base dependencies only: the demo's modules import no dev or eval extra."""
+    out = _run("""
+import sys
+import audiogen.cli.generate, audiogen.generation.demo, audiogen.generation.engine, audiogen.plots
+print(sorted(m for m in ("mir_eval", "music21", "transformers", "pytest") if m in sys.modules))
+""")
+    assert out.strip() == "[]"
