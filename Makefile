@@ -26,7 +26,7 @@ install-dev: $(VENV)/.installed-dev
 
 # fluidsynth and the General MIDI soundfonts render MIDI in the tests and the corpus recipe;
 # ffmpeg gives `audiogen eval` its Opus reference; g++ is what torch.compile's CPU backend builds
-# with (tests/test_static_decode.py compiles the fixed-shape decode step).
+# with (tests/lm/test_decode_cuda.py compiles the fixed-shape decode step).
 apt:
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \

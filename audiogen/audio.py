@@ -240,3 +240,15 @@ def save(
 
 def seconds_to_samples(seconds: float, sample_rate: int) -> int:
     return int(math.floor(seconds * sample_rate + 0.5))
+
+
+def as_mono(wav: np.ndarray | torch.Tensor) -> np.ndarray:
+    """`[C, N]` or `[N]` (ndarray or tensor) -> float32 mono `[N]`, non-finite samples zeroed."""
+    if isinstance(wav, torch.Tensor):
+        wav = wav.detach().cpu().float().numpy()
+    wav = np.asarray(wav, dtype=np.float32)
+    if wav.ndim == 2:
+        wav = wav.mean(axis=0)
+    if wav.ndim != 1:
+        raise ValueError(f"expected audio [C, N] or [N], got shape {wav.shape}")
+    return np.nan_to_num(wav, nan=0.0, posinf=0.0, neginf=0.0)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -180,3 +181,48 @@ def load_train_state(
         raise AudiogenError(f"{path}: the saved training state does not fit this recipe's model and losses") from None
     extra_tensors = {k[len("extra/") :]: v for k, v in tensors.items() if k.startswith("extra/")}
     return int(meta["step"]), meta.get("extra", {}), extra_tensors
+
+
+# ---------------------------------------------------------------------------- the model folder
+# A model folder (what `audiogen train lm` and `audiogen export` write and `AudioGen.load` reads): the LM's
+# config.json + model.safetensors at its root, its codec's folder in `codec/`. The bundled default model is
+# one, inside the package (package data: audiogen/default_model/).
+CODEC_DIR = "codec"
+DEFAULT_MODEL_DIR = Path(__file__).parent / "default_model"
+
+
+def default_model_dir() -> Path | None:
+    """The bundled language-model folder, or None while none is bundled."""
+    return DEFAULT_MODEL_DIR if (DEFAULT_MODEL_DIR / CONFIG_NAME).exists() else None
+
+
+def default_codec_dir() -> Path | None:
+    path = DEFAULT_MODEL_DIR / CODEC_DIR
+    return path if (path / CONFIG_NAME).exists() else None
+
+
+def model_codec(model_dir: str | os.PathLike, meta: dict[str, Any]) -> str | Path:
+    """What loads a model folder's codec: its `codec/` folder, else the spec its config.json names (`meta`)."""
+    folder = Path(model_dir) / CODEC_DIR
+    if (folder / CONFIG_NAME).exists():
+        return folder
+    spec = (meta.get("codec") or {}).get("spec")
+    if not spec:
+        raise AudiogenError(f"{model_dir}: the model names no codec (expected a codec/ folder inside it)")
+    return spec
+
+
+def bundle_codec(directory: Path, spec: str) -> None:
+    """Copy the codec folder beside the LM (once) so the model folder is self-contained."""
+    target = directory / CODEC_DIR
+    source = Path(spec)
+    if not spec or not source.is_dir() or (target / CONFIG_NAME).exists():
+        return
+    if source.resolve() == target.resolve():
+        return
+    tmp = directory / ".codec.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for name in (CONFIG_NAME, WEIGHTS_NAME):
+        shutil.copy2(source / name, tmp / name)
+    tmp.rename(target)

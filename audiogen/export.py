@@ -16,9 +16,8 @@ import torch
 from . import checkpoint
 from .codec import EncodecCodec
 from .errors import AudiogenError
-from .model import LM
-
-DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+from .lm.model import LM
+from .runtime import DTYPES
 
 
 def _cast(state: dict[str, torch.Tensor], dtype: torch.dtype) -> dict[str, torch.Tensor]:
@@ -31,19 +30,19 @@ def export_model(lm_dir: str | os.PathLike, out: str | os.PathLike, *, codec_dir
         raise AudiogenError(f"--dtype must be one of {', '.join(DTYPES)}")
     lm_dir, out = Path(lm_dir), Path(out)
     lm = LM.load(lm_dir)
-    source = Path(codec_dir) if codec_dir else lm_dir / "codec"
+    source = Path(codec_dir) if codec_dir else lm_dir / checkpoint.CODEC_DIR
     codec = EncodecCodec.load(source)
     identity = dict(lm.meta.get("codec") or {})
     if identity.get("fingerprint") and identity["fingerprint"] != codec.fingerprint():
         raise AudiogenError(f"{source}: produces other codes than the codec {lm_dir} was trained with")
     torch_dtype = DTYPES[dtype]
     codec_meta = checkpoint.read_config(source)
-    checkpoint.save_model(out / "codec", kind=codec_meta["kind"], config=codec_meta["config"],
+    checkpoint.save_model(out / checkpoint.CODEC_DIR, kind=codec_meta["kind"], config=codec_meta["config"],
                           state_dict=_cast(codec.state_dict(), torch_dtype),
                           extra={"stored_dtype": dtype})
-    stored = EncodecCodec.load(out / "codec")
+    stored = EncodecCodec.load(out / checkpoint.CODEC_DIR)
     # Rounding the encoder's weights can flip a rare code; record the codec as stored.
-    identity.update(stored.identity, fingerprint=stored.fingerprint(), spec="codec")
+    identity.update(stored.identity, fingerprint=stored.fingerprint(), spec=checkpoint.CODEC_DIR)
     meta = {k: v for k, v in lm.meta.items() if k != "codec"}
     meta.update(codec=identity, stored_dtype=dtype, exported_from=str(lm_dir))
     checkpoint.save_model(out, kind="lm", config=checkpoint.read_config(lm_dir)["config"],

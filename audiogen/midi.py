@@ -63,9 +63,14 @@ def _end_of_notes(pm: pretty_midi.PrettyMIDI) -> float:
 
 
 def load_midi(
-    source: str | os.PathLike | pretty_midi.PrettyMIDI, *, max_seconds: float | None = 600.0
+    source: str | os.PathLike | pretty_midi.PrettyMIDI, *, max_seconds: float | None = 600.0,
+    require_notes: bool = True,
 ) -> pretty_midi.PrettyMIDI:
-    """Read a MIDI file (or check a PrettyMIDI); one-line `AudiogenError` for anything unusable."""
+    """Read a MIDI file (or check a PrettyMIDI); one-line `AudiogenError` for anything unusable.
+
+    The one MIDI loader (generation, tokenizing, the corpus and the music metrics all read through it).
+    `require_notes=False` accepts a file without notes; `max_seconds=None` any length.
+    """
     name = _name(source)
     if isinstance(source, pretty_midi.PrettyMIDI):
         pm = source
@@ -81,7 +86,7 @@ def load_midi(
                 pm = pretty_midi.PrettyMIDI(str(path))
         except Exception:  # mido/pretty_midi raise OSError, EOFError, KeyError, ValueError, ...
             raise AudiogenError(f"{path}: not a readable MIDI file") from None
-    if not _has_notes(pm):
+    if require_notes and not _has_notes(pm):
         raise AudiogenError(f"{name}: MIDI has no notes")
     seconds = _end_of_notes(pm)
     if max_seconds is not None and seconds > max_seconds:

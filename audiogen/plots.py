@@ -23,9 +23,9 @@ import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from .audio import as_mono
 from .errors import AudiogenError
 from .fileio import atomic_path
-from .musicmetrics import as_mono
 
 WIDTH_INCHES, HEIGHT_INCHES, DPI = 10.0, 4.0, 100
 DYNAMIC_RANGE_DB = 80.0

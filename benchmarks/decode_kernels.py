@@ -17,9 +17,9 @@ from functools import partial
 
 import torch
 
-from audiogen import model as lm_module
-from audiogen.bench import REFERENCE, ours_decode
-from audiogen.model import LM, _xnnpack_linear
+from audiogen.evaluation.bench import REFERENCE, ours_decode
+from audiogen.lm.decode_cpu import _xnnpack_linear
+from audiogen.lm.model import LM
 
 
 def best_seconds(fn, repeat: int = 5, inner: int = 10) -> float:
@@ -81,17 +81,16 @@ def generations(threads: int) -> None:
     torch.manual_seed(0)
     model = LM(REFERENCE).eval()
     device = torch.device("cpu")
-    limit = lm_module.XNNPACK_MAX_BATCH
     print(f"\ngenerate_tokens, fp32 reference size, steps/s ({threads} threads in the process)")
     print(f"{'batch':>5}  {'as shipped':>10}  {'kernel':>8}  {'oneDNN only':>11}")
     for batch in (1, 2, 4, 8, 16):
         model.clear_cache()
         shipped = ours_decode(model, batch, 100, device)
         kind = model._decoder.kind if model._decoder is not None else "modules"
-        lm_module.XNNPACK_MAX_BATCH = 0
+        model.decode_kernels = "onednn"
         model.clear_cache()
         onednn = ours_decode(model, batch, 100, device)
-        lm_module.XNNPACK_MAX_BATCH = limit
+        model.decode_kernels = None
         print(f"{batch:>5}  {shipped:>10.1f}  {kind:>8}  {onednn:>11.1f}")
 
 

@@ -17,8 +17,8 @@ import numpy as np
 import pretty_midi
 
 from audiogen import audio
-from audiogen.corpus import _render, default_soundfont
-from audiogen.drums import add_drums
+from audiogen.corpus.build import _render, default_soundfont
+from audiogen.corpus.drums import add_drums
 
 HERE = Path(__file__).parent
 

@@ -223,8 +223,8 @@ def write_recipe(path: str | os.PathLike, root: str | os.PathLike, **sections: d
 
 def tiny_recipe(root: str | os.PathLike, **sections: dict[str, Any]):
     """The same recipe as a `CodecRecipe` object (for in-process training)."""
-    from audiogen.codec.training import CodecRecipe
     from audiogen.config import from_dict, merge, to_dict
+    from audiogen.training.codec import CodecRecipe
 
     return from_dict(CodecRecipe, merge(to_dict(CodecRecipe()), recipe_sections(root, **sections)))
 
@@ -240,8 +240,8 @@ class TrainedCodec:
 @pytest.fixture(scope="session")
 def trained_codec(tmp_path_factory) -> TrainedCodec:
     """A tiny codec trained for 200 steps on six synthetic clips (about 10 s on one thread)."""
-    from audiogen.codec.training import CodecTask
-    from audiogen.train import run
+    from audiogen.training.codec import CodecTask
+    from audiogen.training.loop import run
 
     base = tmp_path_factory.mktemp("trained_codec")
     clips = base / "audio"

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import pytest
 
-from audiogen.codec.training import CodecRecipe
 from audiogen.config import from_dict, load_recipe, parse_override, to_dict
 from audiogen.errors import AudiogenError
-from audiogen.train import TrainConfig
+from audiogen.training.codec import CodecRecipe
+from audiogen.training.loop import TrainConfig
 
 
 def _recipe(tmp_path, text: str, overrides: list[str] | None = None) -> CodecRecipe:

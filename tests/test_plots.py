@@ -72,7 +72,7 @@ def test_comparison_draws_input_above_output_on_one_scale(tmp_path):
 
 
 def test_high_frequency_ratio_sees_a_muffled_copy():
-    from audiogen.metrics import high_frequency_ratio
+    from audiogen.evaluation.metrics import high_frequency_ratio
 
     noise = torch.randn(1, SR, generator=torch.Generator().manual_seed(0)) * 0.1
     spectrum = torch.fft.rfft(noise)

@@ -15,8 +15,8 @@ import soundfile as sf
 import torch
 
 from audiogen.codec import CodecConfig, EncodecCodec
+from audiogen.lm.model import LM, LMConfig
 from audiogen.midi import NUM_FEATURES
-from audiogen.model import LM, LMConfig
 
 SAMPLE_RATE = 8000
 

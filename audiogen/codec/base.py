@@ -18,6 +18,11 @@ import torch
 from torch import nn
 
 
+def kbps(num_codebooks: int, codebook_size: int, frame_rate: float) -> float:
+    """The bitrate of K codebooks of V codes at `frame_rate` frames per second: K * log2(V) * frame_rate / 1000."""
+    return num_codebooks * math.log2(codebook_size) * frame_rate / 1000
+
+
 class Codec(nn.Module):
     """Waveform `[B, C, N]` <-> integer codes `[B, K, T]` (int64)."""
 
@@ -32,6 +37,10 @@ class Codec(nn.Module):
     @property
     def frame_rate(self) -> float:
         return self.sample_rate / self.hop_length
+
+    @property
+    def kbps(self) -> float:
+        return kbps(self.num_codebooks, self.codebook_size, self.frame_rate)
 
     def num_frames(self, num_samples: int) -> int:
         """T = ceil(N / hop_length)."""

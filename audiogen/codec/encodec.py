@@ -37,7 +37,7 @@ from encodec.quantization import ResidualVectorQuantizer
 from .. import checkpoint
 from ..config import from_dict, to_dict
 from ..errors import AudiogenError
-from .base import Codec
+from .base import Codec, kbps
 from .spectral import ISTFTDecoder
 
 KIND = "codec"
@@ -110,7 +110,7 @@ class CodecConfig:
 
     @property
     def kbps(self) -> float:
-        return self.num_codebooks * math.log2(self.codebook_size) * self.sample_rate / self.hop_length / 1000
+        return kbps(self.num_codebooks, self.codebook_size, self.sample_rate / self.hop_length)
 
 
 class EncodecCodec(Codec):
@@ -291,7 +291,7 @@ def load_pretrained(
             f"{name} weights not found: put {filename} in {hub_dir()} (or pass its path); "
             f"audiogen never downloads"
         )
-    per_codebook = math.log2(base.codebook_size) * base.sample_rate / base.hop_length / 1000
+    per_codebook = kbps(1, base.codebook_size, base.sample_rate / base.hop_length)
     config = dataclasses.replace(base, num_codebooks=int(round(bandwidth / per_codebook)))
     codec = EncodecCodec(config)
     try:

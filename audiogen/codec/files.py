@@ -1,5 +1,8 @@
 """Code files (`.npz`) written by `audiogen codec encode` and read by `audiogen codec decode`.
 
+    item = encode_file(codec, "in.wav", spec="runs/codec"); save("in.npz", item, codec.codebook_size)
+    wav = decode_file(codec, load("in.npz"))                 # [C, N], the original's length and loudness
+
 Contents: `codes [K, T]` (int16 when the codebook fits, else int32), `sample_rate`, `channels`,
 `length` (samples of the original), `codec` (the spec that loads the codec again: a folder
 path or a pretrained name), `bandwidth`, `identity` (JSON) and, for normalising codecs,
@@ -18,8 +21,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .. import audio
 from ..errors import AudiogenError
 from ..fileio import write_bytes
+from .base import Codec
 
 
 @dataclass
@@ -68,3 +73,40 @@ def load(path: str | os.PathLike) -> CodeFile:
             )
     except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile, json.JSONDecodeError):
         raise AudiogenError(f"{path}: not an audiogen code file") from None
+
+
+def encode_file(codec: Codec, path: str | os.PathLike, *, spec: str, bandwidth: float | None = None) -> CodeFile:
+    """An audio file's codes, as `audiogen codec encode` writes them (`spec`: what loads `codec` again).
+
+    The audio is resampled and mixed to the codec's rate and channels; for a normalising codec the
+    input's RMS scale travels with the codes, so `decode_file` restores the original loudness.
+    """
+    wav, sr = audio.load(path)
+    length = audio.seconds_to_samples(wav.shape[-1] / sr, codec.sample_rate)
+    wav = audio.prepare(wav, sr, target_rate=codec.sample_rate, channels=codec.channels)[None]
+    scale = None
+    if getattr(codec.config, "normalize", False):
+        scale = float(codec.input_scale(wav).flatten()[0])
+    with torch.inference_mode():
+        codes = codec.encode(wav.to(next(codec.parameters()).device))[0].cpu()
+    return CodeFile(codes=codes, sample_rate=codec.sample_rate, channels=codec.channels, length=length, codec=spec,
+                    bandwidth=bandwidth, identity=codec.identity, scale=scale)
+
+
+def check_codec(codec: Codec, item: CodeFile, *, name: str | os.PathLike = "codes") -> None:
+    """A one-line `AudiogenError` unless `codec` made `item` and its codes are valid for it."""
+    if codec.identity.get("config_hash") != item.identity.get("config_hash"):
+        raise AudiogenError(f"{name} was made by a different codec ({item.identity.get('name')}); pass --codec")
+    if item.codes.shape[0] != codec.num_codebooks:
+        raise AudiogenError(f"{name}: {item.codes.shape[0]} codebooks, codec uses {codec.num_codebooks}")
+    if item.codes.shape[1] == 0 or item.codes.min() < 0 or item.codes.max() >= codec.codebook_size:
+        raise AudiogenError(f"{name}: codes must be at least one frame of values in [0, {codec.codebook_size})")
+
+
+def decode_file(codec: Codec, item: CodeFile) -> torch.Tensor:
+    """Audio `[C, N]` (float32, clamped to [-1, 1]) of a code file, at its original length and loudness."""
+    with torch.inference_mode():
+        wav = codec.decode(item.codes[None].to(next(codec.parameters()).device), length=item.length)[0].cpu()
+    if item.scale is not None:
+        wav = wav * (item.scale / codec.REFERENCE_RMS)
+    return wav.clamp(-1, 1)

@@ -1,0 +1,129 @@
+"""`audiogen info | eval | export | bench`: what is installed, how good and how fast a model is, and bundling one."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..errors import AudiogenError
+from .common import add_common, add_dtype, engine
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    import platform
+
+    import encodec
+    import torch
+    import torchaudio
+
+    from .. import __version__
+    from ..codec import PRETRAINED, find_pretrained
+    from ..codec.encodec import hub_dir
+
+    print(f"audiogen {__version__}")
+    print(f"python {platform.python_version()}, torch {torch.__version__}, torchaudio {torchaudio.__version__}, "
+          f"encodec {getattr(encodec, '__version__', '?')}")
+    cuda = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
+    print(f"device: cpu ({torch.get_num_threads()} threads), cuda: {cuda}")
+    print(f"pretrained codecs (looked in {hub_dir()}):")
+    for name in PRETRAINED:
+        found = find_pretrained(name)
+        print(f"  {name}: {found if found else 'not found'}")
+    try:
+        from ..checkpoint import default_model_dir
+
+        path = default_model_dir()
+        print(f"default model: {path if path else 'not bundled'}")
+    except ImportError:
+        print("default model: not bundled")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from ..evaluation.report import model_report, print_model_report
+
+    if args.files < 1 or args.seconds <= 0 or args.loops < 1:
+        raise AudiogenError("--files, --seconds and --loops must be positive")
+    ag = engine(args)
+    report = model_report(ag, args.corpus, files=args.files, seconds=args.seconds, loops=args.loops,
+                          val_fraction=args.val_fraction, reference=not args.no_reference, quiet=args.quiet,
+                          plot_dir=args.plots)
+    report["model"] = ag.identity
+    print_model_report(report)
+    if args.json:
+        from ..fileio import write_json
+
+        write_json(args.json, report)
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from ..export import export_model, folder_megabytes
+
+    out = export_model(args.lm_dir, args.output, codec_dir=args.codec, dtype=args.dtype)
+    if not args.quiet:
+        print(f"{out}: {folder_megabytes(out):.1f} MB ({args.dtype})")
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from ..evaluation.bench import BenchConfig, format_report, run_bench
+
+    try:
+        batches = tuple(int(b) for b in args.batch_sizes.split(","))
+    except ValueError:
+        raise AudiogenError(f"--batch-sizes must be integers separated by commas, got {args.batch_sizes!r}") from None
+    if not batches or min(batches) < 1 or args.steps < 8:
+        raise AudiogenError("--batch-sizes must be positive and --steps at least 8")
+    cfg = BenchConfig(device=args.device if args.device != "auto" else "cpu", batch_sizes=batches, steps=args.steps,
+                      smoke=args.smoke, peer=not args.no_peer, tasks=not args.no_tasks, model=args.model)
+    log = (lambda _msg: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr))
+    report = run_bench(cfg, log=log)
+    print(format_report(report))
+    if args.json:
+        from ..fileio import write_json
+
+        write_json(args.json, report)
+    return 0
+
+
+def add_info(sub: argparse._SubParsersAction) -> None:
+    """The info command (listed first)."""
+    p = sub.add_parser("info", help="versions, device, locally available codecs and models")
+    p.set_defaults(func=cmd_info)
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    """eval, export and bench."""
+    p = sub.add_parser("eval", help="codec, LM, render, loop and speed figures of a model on held-out material")
+    p.add_argument("--corpus", default="data/corpus", help="corpus folder (audiogen corpus); its validation split")
+    p.add_argument("--model", help="model folder (default: the bundled default model)")
+    p.add_argument("--files", type=int, default=6, help="held-out files to use")
+    p.add_argument("--seconds", type=float, default=10.0, help="seconds per file and per render")
+    p.add_argument("--loops", type=int, default=4)
+    p.add_argument("--val-fraction", type=float, default=0.05, help="the recipes' validation fraction")
+    p.add_argument("--no-reference", action="store_true", help="skip the Opus reference")
+    p.add_argument("--json", help="also write the report as JSON")
+    p.add_argument("--plots", metavar="DIR", help="a PNG per held-out file: input spectrogram above the codec's output")
+    add_dtype(p)
+    add_common(p)
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("export", help="a self-contained model folder (LM + codec), optionally in fp16")
+    p.add_argument("lm_dir")
+    p.add_argument("-o", "--output", required=True)
+    p.add_argument("--codec", help="codec folder to bundle (default: the LM's own codec/)")
+    p.add_argument("--dtype", default="fp16", choices=["fp32", "fp16", "bf16"])
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("bench", help="generation speed vs the machine's limit and vs transformers' MusicGen")
+    p.add_argument("--json", help="also write the report as JSON")
+    p.add_argument("--batch-sizes", default="1,16,64")
+    p.add_argument("--steps", type=int, default=100, help="decode steps per measurement")
+    p.add_argument("--model", help="model folder for the default-model rows (default: the bundled one)")
+    p.add_argument("--smoke", action="store_true", help="tiny sizes: seconds, for tests")
+    p.add_argument("--no-peer", action="store_true", help="skip transformers' MusicGen")
+    p.add_argument("--no-tasks", action="store_true", help="skip end-to-end task timings")
+    add_common(p)
+    p.set_defaults(func=cmd_bench)

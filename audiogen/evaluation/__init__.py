@@ -1,0 +1,1 @@
+"""Evaluation: signal metrics, music metrics, the eval report and the speed bench."""

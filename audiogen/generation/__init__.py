@@ -1,0 +1,2 @@
+"""Generation: sampling, the token loop, the tasks (continue / render / free), loops, the `AudioGen` engine
+and batch jobs."""

@@ -1,0 +1,176 @@
+"""The Python API: `AudioGen`, the bundled (or any) model ready to generate.
+
+    from audiogen import AudioGen
+    ag = AudioGen.load()                                   # bundled default; or AudioGen.load("runs/lm")
+    wav, sr = ag.continue_audio(seed, 44100, seconds=8)    # float32 [C, N] and the sample rate
+    wav, sr = ag.render_midi("sketch.mid", guidance=3.0)
+    loops, sr = ag.loops(count=4, bars=4, bpm=120)         # list of [C, L], L bar-exact
+    batch, sr = ag.generate(seconds=5, count=2)            # [count, C, N]
+
+Every call takes a `SamplingConfig` (`sampling=`) or any of its fields as keywords (temperature, top_k,
+top_p, guidance, seed): the CLI's and batch jobs' defaults, from `audiogen.generation.options`. No call keeps
+state between calls: the same arguments give the same audio on a device.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pretty_midi
+import torch
+
+from .. import checkpoint
+from ..codec import load_codec
+from ..errors import AudiogenError
+from ..lm.model import LM
+from ..runtime import DTYPE_NAMES, resolve_device, resolve_dtype
+from .loops import DEFAULT_CROSSFADE, make_loops
+from .options import (
+    BATCH_SIZE,
+    BEATS_PER_BAR,
+    CONTINUE_SECONDS,
+    FREE_COUNT,
+    FREE_SECONDS,
+    LOOP_BARS,
+    LOOP_BPM,
+    LOOP_COUNT,
+    SamplingConfig,
+)
+from .tasks import continue_audio, generate_audio, render_midi
+
+
+def _to_tensor(wav: Any) -> torch.Tensor:
+    wav = torch.as_tensor(np.asarray(wav, dtype=np.float32))
+    if wav.dim() == 1:
+        wav = wav[None]
+    if wav.dim() != 2 or wav.shape[-1] == 0:
+        raise AudiogenError("audio must be a non-empty array [C, N] or [N]")
+    if not torch.isfinite(wav).all():
+        raise AudiogenError("audio contains NaN or infinite samples")
+    return wav
+
+
+class AudioGen:
+    """A language model and its codec on one device."""
+
+    def __init__(self, lm: LM, codec, *, model_dir: Path | None = None):
+        self.lm = lm.eval()
+        self.codec = codec.eval()
+        self.model_dir = model_dir
+
+    @classmethod
+    def load(cls, model_dir: str | os.PathLike | None = None, *, device: str = "auto",
+             dtype: str = "fp32") -> AudioGen:
+        """The bundled default model, or the model folder `model_dir` (made by `audiogen train lm`).
+
+        `dtype` is the language model's: fp32, bf16 (about twice the decode speed where the CPU
+        multiplies bf16 natively, or on CUDA; logits within ~1 % of fp32, so other samples for
+        the same seed) or auto (bf16 where it is native, else fp32). The codec stays fp32.
+        """
+        torch_device = resolve_device(device)
+        lm_dtype = resolve_dtype(dtype, torch_device)
+        if model_dir is None:
+            model_dir = checkpoint.default_model_dir()
+            if model_dir is None:
+                raise AudiogenError("no bundled default model in this install; pass a model folder (--model DIR)")
+        path = Path(model_dir)
+        lm = LM.load(path, device=torch_device).to(lm_dtype)
+        codec = load_codec(checkpoint.model_codec(path, getattr(lm, "meta", {})))
+        expected = (getattr(lm, "meta", {}).get("codec") or {}).get("fingerprint")
+        if expected and codec.fingerprint() != expected:
+            raise AudiogenError(f"{path}: its codec's weights differ from the codec the model was trained with")
+        if codec.num_codebooks != lm.config.num_codebooks or codec.codebook_size != lm.config.codebook_size:
+            raise AudiogenError(f"{path}: codec and model disagree on codebooks")
+        return cls(lm, codec.to(torch_device), model_dir=path)
+
+    # ------------------------------------------------------------------ facts
+    @property
+    def sample_rate(self) -> int:
+        return self.codec.sample_rate
+
+    @property
+    def channels(self) -> int:
+        return self.codec.channels
+
+    @property
+    def frame_rate(self) -> float:
+        return self.codec.frame_rate
+
+    @property
+    def context_seconds(self) -> float:
+        return self.lm.config.context / self.frame_rate
+
+    @property
+    def conditional(self) -> bool:
+        return bool(self.lm.config.cond_features)
+
+    @property
+    def identity(self) -> dict[str, Any]:
+        """What made the audio: model folder and weight hashes (written to batch manifests)."""
+        path = self.model_dir
+        return {"model": str(path) if path else None,
+                "lm_weights": checkpoint.weights_hash(path) if path else None,
+                "lm_dtype": DTYPE_NAMES.get(self.lm.heads.weight.dtype, str(self.lm.heads.weight.dtype)),
+                "codec": self.codec.identity.get("name"), "codec_fingerprint": self.codec.fingerprint()}
+
+    # ------------------------------------------------------------------ tasks
+    # Every task takes `sampling` (a `SamplingConfig`; None: the defaults) and, for convenience, any of its
+    # fields as keywords (None: as in `sampling`). The defaults live in `SamplingConfig` alone.
+    def generate(self, *, seconds: float = FREE_SECONDS, count: int = FREE_COUNT,
+                 sampling: SamplingConfig | None = None, temperature: float | None = None,
+                 top_k: int | None = None, top_p: float | None = None,
+                 seed: int | None = None, progress: Any = False) -> tuple[np.ndarray, int]:
+        """`count` free samples, float32 `[count, C, N]`."""
+        sampling = SamplingConfig.from_overrides(sampling, temperature=temperature, top_k=top_k, top_p=top_p,
+                                                 seed=seed)
+        return generate_audio(self.lm, self.codec, seconds=seconds, count=count, sampling=sampling,
+                              progress=progress), self.sample_rate
+
+    def continue_audio(self, wav: Any, sample_rate: int, seconds: float = CONTINUE_SECONDS, *,
+                       keep_prompt: bool = True, sampling: SamplingConfig | None = None,
+                       temperature: float | None = None, top_k: int | None = None, top_p: float | None = None,
+                       seed: int | None = None, progress: Any = False) -> tuple[np.ndarray, int]:
+        """Continue `wav [C, N]` (any rate/channels) for `seconds`; float32 `[C, N]`."""
+        sampling = SamplingConfig.from_overrides(sampling, temperature=temperature, top_k=top_k, top_p=top_p,
+                                                 seed=seed)
+        out = continue_audio(self.lm, self.codec, _to_tensor(wav), sample_rate, seconds=seconds,
+                             keep_prompt=keep_prompt, sampling=sampling, progress=progress)
+        return out, self.sample_rate
+
+    def render_midi(self, midi: str | os.PathLike | pretty_midi.PrettyMIDI, *, seconds: float | None = None,
+                    prompt: Any = None, prompt_sample_rate: int | None = None, sampling: SamplingConfig | None = None,
+                    guidance: float | None = None, temperature: float | None = None, top_k: int | None = None,
+                    top_p: float | None = None, seed: int | None = None,
+                    progress: Any = False) -> tuple[np.ndarray, int]:
+        """Audio for a MIDI sketch (path or PrettyMIDI); `prompt` audio sets the sound."""
+        sampling = SamplingConfig.from_overrides(sampling, guidance=guidance, temperature=temperature, top_k=top_k,
+                                                 top_p=top_p, seed=seed)
+        prompt_pair = self._prompt(prompt, prompt_sample_rate)
+        out = render_midi(self.lm, self.codec, midi, seconds=seconds, prompt=prompt_pair, sampling=sampling,
+                          progress=progress)
+        return out, self.sample_rate
+
+    def loops(self, count: int = LOOP_COUNT, bars: int = LOOP_BARS, bpm: float = LOOP_BPM, *,
+              beats_per_bar: int = BEATS_PER_BAR, midi: Any = None, prompt: Any = None,
+              prompt_sample_rate: int | None = None, sampling: SamplingConfig | None = None,
+              guidance: float | None = None, temperature: float | None = None, top_k: int | None = None,
+              top_p: float | None = None, seed: int | None = None, batch_size: int = BATCH_SIZE,
+              crossfade: float = DEFAULT_CROSSFADE, progress: Any = False) -> tuple[list[np.ndarray], int]:
+        """`count` seamless loops of exactly `bars` bars at `bpm`, each float32 `[C, L]`."""
+        sampling = SamplingConfig.from_overrides(sampling, guidance=guidance, temperature=temperature, top_k=top_k,
+                                                 top_p=top_p, seed=seed)
+        out = make_loops(self.lm, self.codec, count=count, bars=bars, bpm=bpm, beats_per_bar=beats_per_bar,
+                         midi=midi, prompt=self._prompt(prompt, prompt_sample_rate), sampling=sampling,
+                         batch_size=batch_size, crossfade=crossfade, progress=progress)
+        return out, self.sample_rate
+
+    @staticmethod
+    def _prompt(prompt: Any, sample_rate: int | None) -> tuple[torch.Tensor, int] | None:
+        if prompt is None:
+            return None
+        if sample_rate is None:
+            raise AudiogenError("prompt_sample_rate is required with a prompt array")
+        return _to_tensor(prompt), int(sample_rate)

@@ -1,0 +1,176 @@
+"""Seamless, bar-exact loops: `audiogen loops -o DIR --count N --bars B --bpm BPM`.
+
+Length: exactly round(bars * beats_per_bar * 60 / bpm * sample_rate) samples, so a game engine
+or sampler looping the file stays on the beat forever.
+
+Seamless wrap: generation starts a pre-roll (whole bars, at least the crossfade) before the
+loop's first sample, and runs to its last sample. The loop is `x[a : a + L]` (a = pre-roll
+length), except that its last `crossfade` seconds fade (equal power) into the pre-roll's last
+`crossfade` seconds, `x[a - X : a]`. At the wrap the file therefore goes from (almost exactly)
+`x[a - 1]` to `x[a]`: two samples that were generated next to each other. With a MIDI sketch,
+the sketch is fitted to the loop's bars and repeated, so the pre-roll plays the loop's last
+bars and the crossfade joins like with like.
+
+The WAV carries the `smpl` chunk (loop start/end) and the `acid` chunk (tempo, beats, meter).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Any
+
+import numpy as np
+import pretty_midi
+import torch
+
+from .. import audio
+from ..errors import AudiogenError
+from ..midi import beat_grid, load_midi, midi_features
+from .options import SamplingConfig
+from .tasks import decode, device_of, encode_prompt, prompt_limit
+from .token_loop import generate_tokens
+
+MIN_BPM, MAX_BPM = 20.0, 400.0
+MAX_LOOP_SECONDS = 600.0
+DEFAULT_CROSSFADE = 0.25
+
+
+def loop_seconds(bars: int, bpm: float, beats_per_bar: int) -> float:
+    return bars * beats_per_bar * 60.0 / bpm
+
+
+def check_loop(*, count: int, bars: int, bpm: float, beats_per_bar: int) -> None:
+    """Raise AudiogenError for impossible loop parameters (before any work or file is made)."""
+    if not isinstance(count, int) or count < 1:
+        raise AudiogenError(f"--count must be at least 1, got {count}")
+    if not isinstance(bars, int) or bars < 1:
+        raise AudiogenError(f"--bars must be at least 1, got {bars}")
+    if not (isinstance(bpm, (int, float)) and math.isfinite(bpm) and MIN_BPM <= bpm <= MAX_BPM):
+        raise AudiogenError(f"--bpm must be between {MIN_BPM:g} and {MAX_BPM:g}, got {bpm}")
+    if not isinstance(beats_per_bar, int) or not 1 <= beats_per_bar <= 32:
+        raise AudiogenError(f"--beats-per-bar must be between 1 and 32, got {beats_per_bar}")
+    if loop_seconds(bars, bpm, beats_per_bar) > MAX_LOOP_SECONDS:
+        raise AudiogenError(f"a {bars}-bar loop at {bpm:g} BPM lasts over {MAX_LOOP_SECONDS:g} s")
+
+
+def loop_length(bars: int, bpm: float, beats_per_bar: int, sample_rate: int) -> int:
+    """Samples in the loop: the bar-exact length rounded to the nearest sample."""
+    return int(round(loop_seconds(bars, bpm, beats_per_bar) * sample_rate))
+
+
+def fit_sketch(
+    sketch: pretty_midi.PrettyMIDI, *, bars: int, bpm: float, beats_per_bar: int, preroll_bars: int, cycles: int,
+) -> pretty_midi.PrettyMIDI:
+    """The sketch's first `bars` bars, re-timed onto the loop's grid and repeated.
+
+    Beat i of the sketch (its own tempo map) lands on beat i of a `bpm` grid, so a sketch written
+    at any tempo plays at the loop's tempo. The result starts `preroll_bars` before the loop (the
+    sketch's last bars there) and repeats the loop `cycles` times after.
+    """
+    beats_in_loop = bars * beats_per_bar
+    beats, _ = beat_grid(sketch, until=0.0)
+    beats, _ = beat_grid(sketch, until=float(beats[min(len(beats) - 1, beats_in_loop)]) + 1.0)
+    source_beats = beats[: beats_in_loop + 1]
+    if len(source_beats) < beats_in_loop + 1:
+        step = source_beats[-1] - source_beats[-2]
+        extra = source_beats[-1] + step * np.arange(1, beats_in_loop + 2 - len(source_beats))
+        source_beats = np.concatenate([source_beats, extra])
+    beat = 60.0 / bpm
+    loop = beats_in_loop * beat
+
+    def retime(t: float) -> float:  # sketch seconds -> loop seconds, piecewise linear on beats
+        return float(np.interp(t, source_beats, np.arange(len(source_beats)) * beat))
+
+    out = pretty_midi.PrettyMIDI(initial_tempo=bpm)
+    out.time_signature_changes = [pretty_midi.TimeSignature(beats_per_bar, 4, 0.0)]
+    offset0 = preroll_bars * beats_per_bar * beat
+    total = offset0 + cycles * loop
+    for inst in sketch.instruments:
+        copy = pretty_midi.Instrument(program=inst.program, is_drum=inst.is_drum, name=inst.name)
+        for note in inst.notes:
+            if note.start >= source_beats[-1] - 1e-6:
+                continue
+            start, end = retime(note.start), min(retime(note.end), loop)
+            for cycle in range(-1, cycles + 1):
+                shift = offset0 + cycle * loop
+                s, e = start + shift, max(end + shift, start + shift + 0.02)
+                if e > 0 and s < total:
+                    copy.notes.append(pretty_midi.Note(note.velocity, note.pitch, max(0.0, s), min(e, total)))
+        if copy.notes:
+            out.instruments.append(copy)
+    if not any(inst.notes for inst in out.instruments):
+        raise AudiogenError(f"the MIDI sketch has no notes in its first {bars} bars")
+    return out
+
+
+def make_loops(
+    lm, codec, *, count: int, bars: int, bpm: float, beats_per_bar: int = 4,
+    midi: str | os.PathLike | pretty_midi.PrettyMIDI | None = None, prompt: tuple[torch.Tensor, int] | None = None,
+    sampling: SamplingConfig, batch_size: int = 4, crossfade: float = DEFAULT_CROSSFADE, progress: Any = False,
+) -> list[np.ndarray]:
+    """`count` loops, each float32 `[C, L]` with L = `loop_length(...)` samples exactly."""
+    check_loop(count=count, bars=bars, bpm=bpm, beats_per_bar=beats_per_bar)
+    if batch_size < 1:
+        raise AudiogenError(f"--batch-size must be at least 1, got {batch_size}")
+    sr, hop = codec.sample_rate, codec.hop_length
+    L = loop_length(bars, bpm, beats_per_bar, sr)
+    bar_seconds = beats_per_bar * 60.0 / bpm
+    fade = min(crossfade, 0.25 * L / sr)
+    preroll_bars = max(1, math.ceil(max(fade, 1.0) / bar_seconds - 1e-9))
+    a = int(round(preroll_bars * bar_seconds * sr))
+    X = int(round(fade * sr))
+    T = math.ceil((a + L) / hop)
+
+    cond = None
+    if midi is not None:
+        if not lm.config.cond_features:
+            raise AudiogenError("this model is unconditional: loops from a MIDI sketch need a MIDI-conditioned model")
+        fitted = fit_sketch(load_midi(midi), bars=bars, bpm=bpm, beats_per_bar=beats_per_bar,
+                            preroll_bars=preroll_bars, cycles=2)
+        cond = midi_features(fitted, frame_rate=codec.frame_rate, num_frames=T + lm.config.cond_lookahead + 1,
+                             max_seconds=None)
+    prompt_codes, Tp = None, 0
+    if prompt is not None:
+        prompt_codes, _ = encode_prompt(codec, prompt[0], prompt[1], max_frames=min(prompt_limit(lm) // 2, T))
+        Tp = prompt_codes.shape[-1]
+        if cond is not None:
+            cond = torch.cat([torch.zeros(Tp, cond.shape[1]), cond])
+
+    loops: list[np.ndarray] = []
+    shared = None
+    if progress is True:  # one bar with ETA across every batch, not one per batch
+        from ..progress import bar
+
+        steps = Tp + T + lm.pattern.max_delay
+        shared = progress = bar(math.ceil(count / batch_size) * steps, "loops", unit="step")
+    for first in range(0, count, batch_size):
+        b = min(batch_size, count - first)
+        item_sampling = SamplingConfig(**{**sampling.__dict__, "seed": sampling.seed + first})
+        codes = generate_tokens(lm, num_frames=Tp + T, batch_size=b, prompt=prompt_codes,
+                                cond=None if cond is None else cond[None].to(device_of(lm)),
+                                sampling=item_sampling, progress=progress, desc="loops")
+        x = decode(codec, codes, start_frame=Tp, samples=T * hop)  # [b, C, T * hop]
+        for item in x:
+            loops.append(close_loop(item, start=a, length=L, crossfade=X))
+    if shared is not None:
+        shared.close()
+    return loops
+
+
+def close_loop(x: np.ndarray, *, start: int, length: int, crossfade: int) -> np.ndarray:
+    """`x[:, start : start + length]` whose last `crossfade` samples fade into `x[:, start - crossfade : start]`."""
+    assert x.shape[-1] >= start + length and start >= crossfade, "generation too short for the loop"
+    y = x[:, start : start + length].copy()
+    if crossfade > 0:
+        t = (np.arange(crossfade, dtype=np.float64) + 0.5) / crossfade
+        fade_in = np.sin(0.5 * np.pi * t).astype(np.float32)  # equal power: partly uncorrelated material
+        fade_out = np.cos(0.5 * np.pi * t).astype(np.float32)
+        y[:, -crossfade:] = y[:, -crossfade:] * fade_out + x[:, start - crossfade : start] * fade_in
+    peak = float(np.abs(y).max()) if y.size else 0.0
+    return (y / peak * 0.98 if peak > 0.98 else y).astype(np.float32)
+
+
+def loop_info(length: int, *, bars: int, bpm: float, beats_per_bar: int) -> audio.LoopInfo:
+    return audio.LoopInfo(start=0, end=length - 1, bpm=float(bpm), beats=bars * beats_per_bar,
+                          beats_per_bar=beats_per_bar)

@@ -1,0 +1,1 @@
+"""Token datasets: the on-disk format (`format`), the writer (`tokenize`) and the training reader (`crops`)."""

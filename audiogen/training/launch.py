@@ -1,0 +1,55 @@
+"""Start a training run from a recipe: process group, device, seeding, the task, the loop, a clean exit.
+
+    result, rank = train("lm", "recipes/tiny/lm.toml", "runs/lm", overrides=["--train.steps=10"])
+
+What `audiogen train` (alone or under `torchrun`) calls; the same code runs in one process or many.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import torch
+
+from ..config import load_recipe, to_dict
+from ..runtime import resolve_device
+from . import distributed
+from .loop import run
+
+
+def train(what: str, recipe_path: str | os.PathLike, out: str | os.PathLike, *, overrides: list[str] = (),
+          device: str = "auto", resume: bool = False, quiet: bool = False) -> tuple[dict[str, float], int]:
+    """Train a codec (`what="codec"`) or a language model (`"lm"`); return (last evaluation, this rank)."""
+    if what == "codec":
+        from .codec import CodecRecipe, CodecTask
+
+        recipe = load_recipe(CodecRecipe, recipe_path, list(overrides))
+    else:
+        from .lm import LMRecipe, LMTask
+
+        recipe = load_recipe(LMRecipe, recipe_path, list(overrides))
+    cfg = recipe.train
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    torch_device = resolve_device(cfg.device if device == "auto" else device)
+    rank, world = distributed.init(torch_device.type)
+    if torch_device.type == "cuda":
+        torch.cuda.set_device(torch_device)
+    torch.manual_seed(cfg.seed)  # same initial weights on every rank (then broadcast anyway)
+    try:
+        rank_quiet = quiet or rank != 0
+        if what == "codec":
+            task = CodecTask(recipe, device=torch_device, rank=rank, world=world, quiet=rank_quiet)
+        else:
+            task = LMTask(recipe, device=torch_device, rank=rank, world=world, quiet=rank_quiet)
+        if not rank_quiet:
+            print(f"{task.describe()}; {world} process(es) on {torch_device}", file=sys.stderr)
+        result = run(task, cfg, out, device=torch_device, resume=resume, quiet=rank_quiet,
+                     recipe=to_dict(recipe), desc=f"train {what}")
+        # Leave together: a rank that tears its connections down while a peer is still finishing
+        # (rank 0 writes the final checkpoint) can make gloo abort the peer.
+        distributed.barrier()
+    finally:
+        distributed.shutdown()
+    return result, rank
