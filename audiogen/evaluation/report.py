@@ -116,7 +116,7 @@ def codec_report(codec, folder: str | Path | list[Path], *, seconds: float = 10.
             if ref is not None:
                 row.update(codec_figures(wav, ref, codec.sample_rate, prefix="opus_"))
         if plot_dir is not None:
-            from .plots import save_comparison
+            from ..plots import save_comparison
 
             save_comparison(Path(plot_dir) / f"{path.stem}.png", wav, out, codec.sample_rate,
                             titles=(f"{path.name}: input", f"{path.name}: codec at {kbps:g} kbps"))
