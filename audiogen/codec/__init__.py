@@ -26,6 +26,21 @@ def load_codec(
         return load_pretrained(text, bandwidth=bandwidth, path=path)
     if not Path(text).exists():
         raise AudiogenError(f"codec {text!r}: no such folder (or pretrained name: {', '.join(PRETRAINED)})")
-    if bandwidth is not None:
-        raise AudiogenError("--bandwidth applies to pretrained EnCodec only; a trained codec has a fixed bitrate")
-    return EncodecCodec.load(text)
+    if bandwidth is None:
+        return EncodecCodec.load(text)
+    return EncodecCodec.load(text, num_codebooks=trained_depth(text, bandwidth))
+
+
+def trained_depth(directory: str | os.PathLike, bandwidth: float) -> int:
+    """How many codebooks of a trained codec give `bandwidth` kbps: one of the depths it was trained
+    on (its `codebook_choices` with quantizer dropout; only its own depth without)."""
+    from .. import checkpoint
+    from ..config import from_dict
+    from .base import kbps
+
+    config = from_dict(CodecConfig, checkpoint.read_config(directory, kind="codec")["config"])
+    depths = config.codebook_choices if config.quantizer_dropout else (config.num_codebooks,)
+    rates = {round(kbps(k, config.codebook_size, config.sample_rate / config.hop_length), 3): k for k in depths}
+    if round(float(bandwidth), 3) not in rates:
+        raise AudiogenError(f"{directory} serves {', '.join(f'{r:g}' for r in sorted(rates))} kbps, not {bandwidth:g}")
+    return rates[round(float(bandwidth), 3)]

@@ -380,3 +380,17 @@ def test_the_quantizer_keeps_its_codes_under_bf16_autocast() -> None:
             with torch.no_grad():
                 used[name] = codec.encode(wav)[:, 0].unique().numel()
     assert used["bf16"] >= 0.8 * used["fp32"] > 20
+
+
+def test_bandwidth_picks_a_trained_depth_of_a_codec_trained_with_quantizer_dropout(tmp_path: Path) -> None:
+    common = dict(sample_rate=24000, n_filters=4, dimension=16, ratios=(8, 6, 5, 4), lstm_layers=0, causal=False,
+                  max_codebooks=8, num_codebooks=4, codebook_size=64)
+    EncodecCodec(CodecConfig(**common, quantizer_dropout=True)).save(tmp_path / "dropout")
+    EncodecCodec(CodecConfig(**common)).save(tmp_path / "fixed")
+    # 25 Hz x 6 bits = 0.15 kbps per codebook: depths 2 / 4 / 8 serve 0.3 / 0.6 / 1.2 kbps.
+    assert [load_codec(tmp_path / "dropout", bandwidth=b).num_codebooks for b in (0.3, 0.6, 1.2)] == [2, 4, 8]
+    assert load_codec(tmp_path / "fixed", bandwidth=0.6).num_codebooks == 4
+    with pytest.raises(AudiogenError, match="serves 0.6 kbps, not 1.2"):
+        load_codec(tmp_path / "fixed", bandwidth=1.2)
+    with pytest.raises(AudiogenError, match="serves 0.3, 0.6, 1.2 kbps, not 0.45"):
+        load_codec(tmp_path / "dropout", bandwidth=0.45)
