@@ -21,13 +21,15 @@ from audiogen.midi import NUM_FEATURES
 SAMPLE_RATE = 8000
 
 
-def make_tiny_model(folder: Path, *, conditional: bool = True, context: int = 64) -> Path:
+def make_tiny_model(folder: Path, *, conditional: bool = True, context: int = 64, sample_rate: int = SAMPLE_RATE,
+                    ratios: tuple[int, ...] = (4, 4, 2)) -> Path:
+    """The model folder (LM + `codec/`); `sample_rate` and `ratios` (hop = their product) set the codec."""
     torch.manual_seed(0)
-    codec = EncodecCodec(CodecConfig(sample_rate=SAMPLE_RATE, n_filters=4, dimension=16, ratios=(4, 4, 2),
+    codec = EncodecCodec(CodecConfig(sample_rate=sample_rate, n_filters=4, dimension=16, ratios=ratios,
                                      lstm_layers=0, max_codebooks=2, num_codebooks=2, codebook_size=64,
                                      name="tiny"))
     with torch.no_grad():  # one training pass runs k-means, so the codebooks (and the audio) mean something
-        codec.train()(torch.randn(2, 1, SAMPLE_RATE) * 0.2)
+        codec.train()(torch.randn(2, 1, sample_rate) * 0.2)
     codec.eval()
     lm = LM(LMConfig(num_codebooks=2, codebook_size=64, dim=32, num_layers=2, num_heads=2, context=context,
                      cond_features=NUM_FEATURES if conditional else 0))
@@ -55,3 +57,17 @@ def write_seed(path: Path, *, seconds: float = 1.0, sample_rate: int = 44100, ch
     tone = 0.3 * np.sin(2 * np.pi * 330 * t)
     sf.write(path, np.stack([tone] * channels, axis=1).astype(np.float32), sample_rate)
     return path
+
+
+def run_main(*args) -> int:
+    """`audiogen ARGS...` in this process (`audiogen.cli.main`): its exit code. (conftest's `run_cli` runs
+    a fresh interpreter instead.)"""
+    from audiogen.cli import main
+
+    return main([str(a) for a in args])
+
+
+def frames_of(path: Path) -> tuple[int, int, int]:
+    """(frames, sample rate, channels) of an audio file."""
+    info = sf.info(str(path))
+    return info.frames, info.samplerate, info.channels

@@ -15,13 +15,8 @@ from audiogen.lm.patterns import shift_right
 K, V, F = 3, 16, 4
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread, and a busy shared machine cannot stall them."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# Tiny models run fastest on one thread, and a busy shared machine cannot stall them (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny(cond_features: int = F, context: int = 8) -> LM:

@@ -10,14 +10,8 @@ from audiogen.lm.model import LM, LMConfig
 from audiogen.lm.rotary import rotary
 from audiogen.runtime import onednn_packable
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread, and a busy shared machine cannot stall them."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# Tiny models run fastest on one thread, and a busy shared machine cannot stall them (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny(**overrides) -> LM:
