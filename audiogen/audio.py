@@ -6,7 +6,9 @@
 
 WAV is written by our own RIFF writer so that loops can carry the `smpl` chunk (loop points,
 read by samplers and game engines) and the `acid` chunk (tempo, beats, meter). Other formats
-(flac, ogg) go through soundfile.
+(flac, ogg) go through soundfile; their loops carry `LOOPSTART` / `LOOPLENGTH` (samples) and `BPM`
+Vorbis comments (read by RPG Maker, SDL Mixer X, Godot), written with mutagen because libsndfile
+writes only a fixed set of tag names.
 """
 
 from __future__ import annotations
@@ -184,8 +186,40 @@ def encode_wav(wav: np.ndarray, sample_rate: int, *, subtype: str = "PCM_16", lo
     return b"RIFF" + struct.pack("<I", 4 + len(chunks)) + b"WAVE" + chunks
 
 
+def _vorbis_file(path: Path, suffix: str):
+    from mutagen.flac import FLAC
+    from mutagen.oggvorbis import OggVorbis
+
+    return FLAC(str(path)) if suffix == ".flac" else OggVorbis(str(path))
+
+
+def _write_vorbis_loop(path: Path, suffix: str, loop: LoopInfo) -> None:
+    """Add the loop's Vorbis comments to a FLAC or Ogg Vorbis file soundfile just wrote."""
+    tagged = _vorbis_file(path, suffix)
+    if tagged.tags is None:
+        tagged.add_tags()
+    tagged["LOOPSTART"] = str(loop.start)
+    tagged["LOOPLENGTH"] = str(loop.end - loop.start + 1)
+    if loop.bpm:
+        tagged["BPM"] = f"{loop.bpm:g}"
+    tagged.save()
+
+
+def _read_vorbis_loop(path: Path, suffix: str) -> LoopInfo | None:
+    tags = _vorbis_file(path, suffix).tags
+    if tags is None or "LOOPSTART" not in tags or "LOOPLENGTH" not in tags:
+        return None
+    start, length = int(tags["LOOPSTART"][0]), int(tags["LOOPLENGTH"][0])
+    bpm = float(tags["BPM"][0]) if "BPM" in tags else None
+    return LoopInfo(start=start, end=start + length - 1, bpm=bpm)
+
+
 def read_loop_info(path: str | os.PathLike) -> LoopInfo | None:
-    """Loop points and tempo from a WAV's `smpl`/`acid` chunks (None when it has no loop)."""
+    """Loop points and tempo: a WAV's `smpl`/`acid` chunks, a FLAC's or Ogg's `LOOPSTART`/`LOOPLENGTH`/`BPM`
+    comments (None when the file has no loop)."""
+    suffix = Path(path).suffix.lower()
+    if suffix in (".flac", ".ogg"):
+        return _read_vorbis_loop(Path(path), suffix)
     raw = Path(path).read_bytes()
     if raw[:4] != b"RIFF" or raw[8:12] != b"WAVE":
         return None
@@ -219,7 +253,10 @@ def save(
     subtype: str = "PCM_16",
     loop: LoopInfo | None = None,
 ) -> Path:
-    """Write `wav [C, N]` (or `[N]`) atomically; WAV via our RIFF writer, other suffixes via soundfile."""
+    """Write `wav [C, N]` (or `[N]`) atomically; WAV via our RIFF writer, other suffixes via soundfile.
+
+    `loop`: the WAV's `smpl`/`acid` chunks, or a FLAC's / Ogg Vorbis's `LOOPSTART`/`LOOPLENGTH`/`BPM` comments.
+    """
     data = wav.detach().cpu().float().numpy() if isinstance(wav, torch.Tensor) else np.asarray(wav, np.float32)
     if data.ndim == 1:
         data = data[None]
@@ -233,8 +270,13 @@ def save(
         if path.suffix.lower() == ".wav":
             tmp.write_bytes(encode_wav(data, sample_rate, subtype=subtype, loop=loop))
         else:
-            kw = {} if path.suffix.lower() == ".ogg" else {"subtype": "PCM_16"}
+            suffix = path.suffix.lower()
+            if loop is not None and not (0 <= loop.start <= loop.end < data.shape[1]):
+                raise ValueError(f"loop points {loop.start}..{loop.end} outside {data.shape[1]} frames")
+            kw = {"format": "OGG", "subtype": "VORBIS"} if suffix == ".ogg" else {"format": "FLAC", "subtype": "PCM_16"}
             sf.write(str(tmp), data.T, sample_rate, **kw)
+            if loop is not None:
+                _write_vorbis_loop(tmp, suffix, loop)
     return path
 
 

@@ -14,7 +14,7 @@ import contextlib
 import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +77,42 @@ def write_text(path: str | os.PathLike, text: str) -> None:
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:
     write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+@contextlib.contextmanager
+def folder_lock(folder: str | os.PathLike) -> Iterator[None]:
+    """Hold an exclusive lock on `folder` (flock on the folder itself: no lock file is left behind).
+
+    Serializes read-modify-write updates of a shared file between processes writing into one folder
+    (batch shards); where flock does not exist the block runs unlocked.
+    """
+    try:
+        import fcntl
+    except ImportError:  # not POSIX
+        yield
+        return
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+def update_json(path: str | os.PathLike, update: Callable[[Any], Any], *, default: Any) -> Any:
+    """Read `path` (or `default` when absent), apply `update`, write the result atomically; under a folder lock."""
+    path = Path(path)
+    parent = ensure_writable_dir(path.parent if str(path.parent) else ".")
+    with folder_lock(parent):
+        current = default
+        if path.exists():
+            try:
+                current = json.loads(path.read_text(encoding="utf-8"))
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                raise AudiogenError(f"{path}: not valid JSON (remove it to start a new one)") from None
+        result = update(current)
+        write_json(path, result)
+    return result
 
 
 def append_line(path: str | os.PathLike, line: str) -> None:

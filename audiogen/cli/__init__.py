@@ -2,8 +2,8 @@
 
 One module per command group, each with its handlers beside its subparsers: `codec`, `generate`
 (continue, render, loops, generate, batch, demo), `data` (tokenize, corpus), `train`, `model` (info,
-eval, export, bench); `common` holds what they share. Parsing imports no torch: handlers import the
-library when they run.
+eval, export, bench), `compose` (MIDI from the composer); `common` holds what they share. Parsing
+imports no torch: handlers import the library when they run.
 
     audiogen continue SEED.wav -o OUT.wav --seconds S
     audiogen render SKETCH.mid -o OUT.wav [--prompt TIMBRE.wav]
@@ -15,7 +15,8 @@ library when they run.
     audiogen codec eval AUDIO_DIR [--codec ...]
     audiogen corpus -o CORPUS_DIR --hours H [--midi-dir DIR]
     audiogen tokenize AUDIO_DIR --codec C -o DATASET_DIR
-    audiogen train codec|lm RECIPE.toml -o RUN_DIR [--resume] [--section.key=value ...]
+    audiogen train codec|lm|composer RECIPE.toml -o RUN_DIR [--resume] [--section.key=value ...]
+    audiogen compose -o OUT.mid [--bars 8] [--style folk] [--key D] [--meter 3/4] [--prompt MELODY.mid] [--loop]
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import os
 import sys
 
 from ..errors import AudiogenError
-from . import codec, data, generate, model, train
+from . import codec, compose, data, generate, model, train
 from .common import Parser
 
 __all__ = ["build_parser", "main"]
@@ -43,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_parsers(sub)
     data.add_parsers(sub)
     train.add_parsers(sub)
+    compose.add_parsers(sub)
     return parser
 
 

@@ -20,8 +20,9 @@ class Parser(argparse.ArgumentParser):
 
 
 def add_common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--quiet", action="store_true", help="print no progress bars (default: off)")
+    p.add_argument("--device", default="auto",
+                   help="where to run: auto (CUDA when available, else CPU), cpu, cuda or cuda:N (default: auto)")
 
 
 def device(name: str):
@@ -45,15 +46,24 @@ def load_codec_spec(spec: str | None, bandwidth: float | None):
 def add_generation(p: argparse.ArgumentParser, *, guidance: bool = False) -> None:
     defaults = SamplingConfig()  # the one set of sampling defaults (also AudioGen's and batch jobs')
     p.add_argument("--model", help="model folder (default: the bundled default model)")
-    p.add_argument("--seed", type=int, default=defaults.seed, help="fixes the output on a given device")
-    p.add_argument("--temperature", type=float, default=defaults.temperature)
-    p.add_argument("--top-k", type=int, default=defaults.top_k)
-    p.add_argument("--top-p", type=float, default=defaults.top_p)
+    p.add_argument("--seed", type=int, default=defaults.seed,
+                   help="random seed, an integer: the same seed gives the same output on a given device"
+                        " (default: %(default)s)")
+    p.add_argument("--temperature", type=float, default=defaults.temperature,
+                   help="sampling temperature: 0 = greedy, higher = more varied (default: %(default)s)")
+    p.add_argument("--top-k", type=int, default=defaults.top_k,
+                   help="sample each token from the K most likely codes; 0 = off (default: %(default)s)")
+    p.add_argument("--top-p", type=float, default=defaults.top_p,
+                   help="nucleus sampling, after top-k: keep the likeliest codes whose probabilities add up to P"
+                        " (0 to 1); 0 = off (default: %(default)s)")
     if guidance:
         p.add_argument("--guidance", type=float, default=defaults.guidance,
-                       help="classifier-free guidance scale (1 = off)")
-    p.add_argument("--batch-size", type=int, default=BATCH_SIZE, help="items generated together")
-    p.add_argument("--plot", action="store_true", help="also write a spectrogram PNG beside each WAV")
+                       help="classifier-free guidance scale: how strongly the output follows the MIDI;"
+                            " 1 = off (default: %(default)s)")
+    p.add_argument("--batch-size", type=int, default=BATCH_SIZE,
+                   help="items generated together: more is faster per item, uses more memory (default: %(default)s)")
+    p.add_argument("--plot", action="store_true",
+                   help="also write a spectrogram PNG beside each audio file (default: off)")
     add_dtype(p)
     add_common(p)
 

@@ -34,23 +34,30 @@ def cmd_corpus(args: argparse.Namespace) -> int:
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     """The data commands."""
     p = sub.add_parser("tokenize", help="encode an audio folder (with paired MIDI) into a token dataset")
-    p.add_argument("audio_dir")
-    p.add_argument("-o", "--output", required=True, help="dataset folder (created or updated)")
+    p.add_argument("audio_dir", help="folder of audio files (searched recursively), MIDI files beside them")
+    p.add_argument("-o", "--output", required=True, help="dataset folder (created or updated) (required)")
     p.add_argument("--codec", help="codec folder or encodec_24khz (default: the bundled codec)")
-    p.add_argument("--bandwidth", type=float, help="kbps, pretrained EnCodec only")
-    p.add_argument("--no-midi", action="store_true", help="ignore paired MIDI files")
+    p.add_argument("--bandwidth", type=float,
+                   help="codec bitrate in kbps: one the codec serves (default: the codec's own)")
+    p.add_argument("--no-midi", action="store_true", help="ignore paired MIDI files (default: use them)")
     add_common(p)
     p.set_defaults(func=cmd_tokenize)
 
     p = sub.add_parser("corpus", help="build an offline paired MIDI + audio corpus (music21 scores, fluidsynth)")
-    p.add_argument("-o", "--output", required=True)
-    p.add_argument("--hours", type=float, default=1.0)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("-o", "--output", required=True,
+                   help="corpus folder (audio/*.wav + *.mid pairs, corpus.json); a re-run resumes it (required)")
+    p.add_argument("--hours", type=float, default=1.0, help="hours of audio to render (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="random seed for the pieces' order and augmentations (default: %(default)s)")
     p.add_argument("--midi-dir", help="render this folder of MIDI files instead of music21's corpus")
     p.add_argument("--soundfont", help="General MIDI .sf2 (default: FluidR3_GM, else TimGM6mb)")
-    p.add_argument("--sample-rate", type=int, default=24000)
-    p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--drums-fraction", type=float, default=0.6)
-    p.add_argument("--max-piece-seconds", type=float, default=120.0)
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--sample-rate", type=int, default=24000,
+                   help="sample rate of the rendered audio in Hz (default: %(default)s)")
+    p.add_argument("--workers", type=int, default=2,
+                   help="processes rendering at once; 1 = in this process (default: %(default)s)")
+    p.add_argument("--drums-fraction", type=float, default=0.6,
+                   help="share of pieces, 0 to 1, given a generated drum part (default: %(default)s)")
+    p.add_argument("--max-piece-seconds", type=float, default=120.0,
+                   help="longest piece in seconds, at least 3; longer scores are cut (default: %(default)s)")
+    p.add_argument("--quiet", action="store_true", help="print no progress bars (default: off)")
     p.set_defaults(func=cmd_corpus)

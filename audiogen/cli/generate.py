@@ -14,6 +14,8 @@ from ..generation.options import (
     LOOP_BARS,
     LOOP_BPM,
     LOOP_COUNT,
+    LOOP_FORMAT,
+    LOOP_FORMATS,
 )
 from .common import add_common, add_dtype, add_generation, check_output, engine, sampling, save, writable
 
@@ -54,7 +56,7 @@ def cmd_render(args: argparse.Namespace) -> int:
 
 def cmd_loops(args: argparse.Namespace) -> int:
     from .. import audio
-    from ..generation.loops import check_loop, loop_info
+    from ..generation.loops import check_loop, loop_info, record_loop
     from ..midi import load_midi
 
     check_loop(count=args.count, bars=args.bars, bpm=args.bpm, beats_per_bar=args.beats_per_bar)
@@ -65,14 +67,16 @@ def cmd_loops(args: argparse.Namespace) -> int:
     ag = engine(args)
     out = Path(args.output)
     writable(out)
-    loops, rate = ag.loops(args.count, args.bars, args.bpm, beats_per_bar=args.beats_per_bar, midi=midi,
-                           prompt=None if prompt is None else prompt[0],
-                           prompt_sample_rate=None if prompt is None else prompt[1], sampling=sampling(args),
-                           batch_size=args.batch_size, progress=not args.quiet)
-    for i, wav in enumerate(loops):
+
+    def write(i: int, wav) -> None:  # as each loop finishes: the file, then its row in loops.json
         info = loop_info(wav.shape[-1], bars=args.bars, bpm=args.bpm, beats_per_bar=args.beats_per_bar)
-        name = f"{args.prefix}-{i:02d}.wav"
-        save(out / name, wav, rate, plot=args.plot, loop=info, quiet=args.quiet)
+        path = out / f"{args.prefix}-{i:02d}.{args.format}"
+        save(path, wav, ag.sample_rate, plot=args.plot, loop=info, quiet=args.quiet)
+        record_loop(path, info, sample_rate=ag.sample_rate)
+
+    ag.loops(args.count, args.bars, args.bpm, beats_per_bar=args.beats_per_bar, midi=midi,
+             prompt=None if prompt is None else prompt[0], prompt_sample_rate=None if prompt is None else prompt[1],
+             sampling=sampling(args), batch_size=args.batch_size, progress=not args.quiet, on_loop=write)
     return 0
 
 
@@ -125,56 +129,71 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     """The generation commands."""
     p = sub.add_parser("continue", help="continue a seed recording")
-    p.add_argument("seed_audio", metavar="SEED.wav")
-    p.add_argument("-o", "--output", required=True)
-    p.add_argument("--seconds", type=float, default=CONTINUE_SECONDS, help="seconds of new audio")
+    p.add_argument("seed_audio", metavar="SEED.wav", help="the recording to continue (any format soundfile reads)")
+    p.add_argument("-o", "--output", required=True, help="output file: .wav, .flac or .ogg (required)")
+    p.add_argument("--seconds", type=float, default=CONTINUE_SECONDS,
+                   help="seconds of new audio (default: %(default)s)")
     p.add_argument("--keep-prompt", action=argparse.BooleanOptionalAction, default=True,
                    help="start the output with the seed itself (default) or only the continuation")
     add_generation(p)
     p.set_defaults(func=cmd_continue)
 
     p = sub.add_parser("render", help="render a MIDI sketch as audio")
-    p.add_argument("sketch", metavar="SKETCH.mid")
-    p.add_argument("-o", "--output", required=True)
-    p.add_argument("--seconds", type=float, help="length (default: the MIDI's length plus a 1 s tail)")
-    p.add_argument("--prompt", metavar="TIMBRE.wav", help="audio whose sound the render takes on")
+    p.add_argument("sketch", metavar="SKETCH.mid", help="the MIDI file to render")
+    p.add_argument("-o", "--output", required=True, help="output file: .wav, .flac or .ogg (required)")
+    p.add_argument("--seconds", type=float, help="length in seconds (default: the MIDI's length plus a 1 s tail)")
+    p.add_argument("--prompt", metavar="TIMBRE.wav", help="audio whose sound the render takes on (default: none)")
     add_generation(p, guidance=True)
     p.set_defaults(func=cmd_render)
 
     p = sub.add_parser("loops", help="seamless loops of an exact number of bars")
-    p.add_argument("-o", "--output", required=True, help="output folder")
-    p.add_argument("--count", type=int, default=LOOP_COUNT)
-    p.add_argument("--bars", type=int, default=LOOP_BARS)
-    p.add_argument("--bpm", type=float, default=LOOP_BPM)
-    p.add_argument("--beats-per-bar", type=int, default=BEATS_PER_BAR)
-    p.add_argument("--midi", metavar="SKETCH.mid", help="a MIDI sketch fitted to the loop's bars")
-    p.add_argument("--prompt", metavar="SEED.wav", help="audio whose sound the loops take on")
-    p.add_argument("--prefix", default="loop", help="file names: PREFIX-00.wav, ...")
+    p.add_argument("-o", "--output", required=True,
+                   help="output folder: the loop files and loops.json (each file's loop start and length in samples,"
+                        " BPM, bars, meter) (required)")
+    p.add_argument("--count", type=int, default=LOOP_COUNT, help="how many loops to make (default: %(default)s)")
+    p.add_argument("--bars", type=int, default=LOOP_BARS, help="length of each loop in bars (default: %(default)s)")
+    p.add_argument("--bpm", type=float, default=LOOP_BPM,
+                   help="tempo in beats per minute, 20 to 400 (default: %(default)s)")
+    p.add_argument("--beats-per-bar", type=int, default=BEATS_PER_BAR,
+                   help="the meter: beats in a bar, 1 to 32 (default: %(default)s)")
+    p.add_argument("--format", default=LOOP_FORMAT, choices=LOOP_FORMATS,
+                   help="file format: wav (loop points in smpl/acid chunks), ogg (Vorbis) or flac (both with"
+                        " LOOPSTART/LOOPLENGTH comments, in samples) (default: %(default)s)")
+    p.add_argument("--midi", metavar="SKETCH.mid",
+                   help="a MIDI sketch fitted to the loop's bars (default: none, free loops)")
+    p.add_argument("--prompt", metavar="SEED.wav", help="audio whose sound the loops take on (default: none)")
+    p.add_argument("--prefix", default="loop", help="file names: PREFIX-00.FORMAT, PREFIX-01.FORMAT, ..."
+                                                    " (default: %(default)s)")
     add_generation(p, guidance=True)
     p.set_defaults(func=cmd_loops)
 
     p = sub.add_parser("generate", help="free (unconditional) samples")
-    p.add_argument("-o", "--output", required=True, help="output folder")
-    p.add_argument("--seconds", type=float, default=FREE_SECONDS)
-    p.add_argument("--count", type=int, default=FREE_COUNT)
-    p.add_argument("--prefix", default="sample")
+    p.add_argument("-o", "--output", required=True, help="output folder (required)")
+    p.add_argument("--seconds", type=float, default=FREE_SECONDS,
+                   help="length of each sample in seconds (default: %(default)s)")
+    p.add_argument("--count", type=int, default=FREE_COUNT, help="how many samples to make (default: %(default)s)")
+    p.add_argument("--prefix", default="sample", help="file names: PREFIX-00.wav, ... (default: %(default)s)")
     add_generation(p)
     p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser("batch", help="run a JSONL file of loops/continue/render jobs (resumable, shardable)")
-    p.add_argument("jobs", metavar="JOBS.jsonl")
-    p.add_argument("-o", "--output", required=True, help="output folder (WAVs + manifest.jsonl)")
-    p.add_argument("--shard", help="i/n: this process takes jobs j with j %% n == i (default: torchrun rank)")
+    p.add_argument("jobs", metavar="JOBS.jsonl",
+                   help='one job per line, e.g. {"task": "loops", "bars": 4, "bpm": 120, "format": "ogg"}')
+    p.add_argument("-o", "--output", required=True,
+                   help="output folder (audio files, manifest.jsonl, failures.jsonl, loops.json) (required)")
+    p.add_argument("--shard", help="i/n: this process takes jobs j with j %% n == i (default: torchrun's rank/world,"
+                                   " else 0/1: all jobs)")
     add_generation(p)
     p.set_defaults(func=cmd_batch)
 
     p = sub.add_parser("demo", help="the main jobs on the bundled model: render, continue, four loops -> OUT/")
-    p.add_argument("-o", "--output", default="out")
+    p.add_argument("-o", "--output", default="out", help="output folder (default: %(default)s)")
     p.add_argument("--model", help="model folder (default: the bundled default model)")
     p.add_argument("--sketch", help="MIDI sketch (default: samples/sketch.mid)")
     p.add_argument("--seed-audio", help="recording to continue (default: samples/seed.wav)")
-    p.add_argument("--seconds", type=float, default=8.0, help="seconds of continuation")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seconds", type=float, default=8.0, help="seconds of continuation (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="random seed, an integer: the same seed gives the same files (default: %(default)s)")
     add_dtype(p)
     add_common(p)
     p.set_defaults(func=cmd_demo)

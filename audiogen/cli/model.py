@@ -96,34 +96,41 @@ def add_info(sub: argparse._SubParsersAction) -> None:
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     """eval, export and bench."""
     p = sub.add_parser("eval", help="codec, LM, render, loop and speed figures of a model on held-out material")
-    p.add_argument("--corpus", default="data/corpus", help="corpus folder (audiogen corpus); its validation split")
+    p.add_argument("--corpus", default="data/corpus",
+                   help="corpus folder (audiogen corpus); its validation split is used (default: %(default)s)")
     p.add_argument("--model", help="model folder (default: the bundled default model)")
-    p.add_argument("--files", type=int, default=6, help="held-out files to use")
-    p.add_argument("--seconds", type=float, default=10.0, help="seconds per file and per render")
-    p.add_argument("--loops", type=int, default=4)
-    p.add_argument("--val-fraction", type=float, default=0.05, help="the recipes' validation fraction")
-    p.add_argument("--no-reference", action="store_true", help="skip the Opus reference")
-    p.add_argument("--json", help="also write the report as JSON")
-    p.add_argument("--plots", metavar="DIR", help="a PNG per held-out file: input spectrogram above the codec's output")
+    p.add_argument("--files", type=int, default=6, help="held-out files to use (default: %(default)s)")
+    p.add_argument("--seconds", type=float, default=10.0,
+                   help="seconds per file and per render (default: %(default)s)")
+    p.add_argument("--loops", type=int, default=4, help="loops to make and score (default: %(default)s)")
+    p.add_argument("--val-fraction", type=float, default=0.05,
+                   help="the recipes' validation fraction, 0 to 1 (default: %(default)s)")
+    p.add_argument("--no-reference", action="store_true", help="skip the Opus reference (default: include it)")
+    p.add_argument("--json", metavar="FILE", help="also write the report as JSON (default: no file)")
+    p.add_argument("--plots", metavar="DIR", help="a PNG per held-out file: input spectrogram above the codec's"
+                                                       " output (default: no plots)")
     add_dtype(p)
     add_common(p)
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("export", help="a self-contained model folder (LM + codec), optionally in fp16")
-    p.add_argument("lm_dir")
-    p.add_argument("-o", "--output", required=True)
+    p.add_argument("lm_dir", help="trained model folder (config.json + model.safetensors)")
+    p.add_argument("-o", "--output", required=True, help="folder to write the self-contained model to (required)")
     p.add_argument("--codec", help="codec folder to bundle (default: the LM's own codec/)")
-    p.add_argument("--dtype", default="fp16", choices=["fp32", "fp16", "bf16"])
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--dtype", default="fp16", choices=["fp32", "fp16", "bf16"],
+                   help="precision of the stored weights (default: %(default)s)")
+    p.add_argument("--quiet", action="store_true", help="print nothing on success (default: off)")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("bench", help="generation speed vs the machine's limit and vs transformers' MusicGen")
-    p.add_argument("--json", help="also write the report as JSON")
-    p.add_argument("--batch-sizes", default="1,16,64")
-    p.add_argument("--steps", type=int, default=100, help="decode steps per measurement")
+    p.add_argument("--json", metavar="FILE", help="also write the report as JSON (default: no file)")
+    p.add_argument("--batch-sizes", default="1,16,64",
+                   help="batch sizes to measure, separated by commas (default: %(default)s)")
+    p.add_argument("--steps", type=int, default=100,
+                   help="decode steps per measurement, at least 8 (default: %(default)s)")
     p.add_argument("--model", help="model folder for the default-model rows (default: the bundled one)")
-    p.add_argument("--smoke", action="store_true", help="tiny sizes: seconds, for tests")
-    p.add_argument("--no-peer", action="store_true", help="skip transformers' MusicGen")
-    p.add_argument("--no-tasks", action="store_true", help="skip end-to-end task timings")
+    p.add_argument("--smoke", action="store_true", help="tiny sizes: seconds, for tests (default: off)")
+    p.add_argument("--no-peer", action="store_true", help="skip transformers' MusicGen (default: include it)")
+    p.add_argument("--no-tasks", action="store_true", help="skip end-to-end task timings (default: include them)")
     add_common(p)
     p.set_defaults(func=cmd_bench)

@@ -1,4 +1,4 @@
-"""`audiogen train codec|lm RECIPE.toml -o RUN [--section.key=value ...]` (also under torchrun)."""
+"""`audiogen train codec|lm|composer RECIPE.toml -o RUN [--section.key=value ...]` (also under torchrun)."""
 
 from __future__ import annotations
 
@@ -20,8 +20,9 @@ def cmd_train(args: argparse.Namespace, overrides: list[str]) -> int:
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     """The train command."""
-    p = sub.add_parser("train", help="train a codec or a language model from a TOML recipe")
-    p.add_argument("what", choices=["codec", "lm"])
+    p = sub.add_parser("train", help="train a codec, a language model or a composer from a TOML recipe")
+    p.add_argument("what", choices=["codec", "lm", "composer"],
+                   help="codec, lm (the audio language model) or composer (the symbolic MIDI model)")
     p.add_argument("recipe", help="TOML recipe; --section.key=value overrides follow")
     p.add_argument("-o", "--output", required=True, help="run folder (checkpoints, logs, final model)")
     p.add_argument("--resume", action="store_true", help="continue the run in OUTPUT exactly where it stopped")

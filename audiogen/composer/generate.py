@@ -43,6 +43,7 @@ import torch
 from ..errors import AudiogenError
 from ..fileio import atomic_path
 from ..generation.sampling import sample
+from . import options
 from .events import events_to_midi, midi_to_events
 from .model import Composer
 from .vocab import (
@@ -66,7 +67,7 @@ MIN_BPM, MAX_BPM = 10.0, 400.0
 def load_composer(directory: str | os.PathLike | None = None, *, device: str | torch.device = "cpu") -> Composer:
     """A composer model folder (None: the bundled one, `audiogen/default_model/composer`, when present)."""
     if directory is None:
-        bundled = Path(__file__).resolve().parent.parent / "default_model" / "composer"
+        bundled = Path(__file__).resolve().parent.parent / "default_model" / options.SUBFOLDER
         if not (bundled / "config.json").exists():
             raise AudiogenError("no composer model: pass --model RUN_DIR (train one with "
                                 "`audiogen train composer recipes/composer/composer.toml -o RUN_DIR`)")
@@ -211,16 +212,16 @@ def _best_last_bar(model: Composer, head: list[int], last_bars: list[list[int]],
 def compose_tokens(
     model: Composer,
     *,
-    bars: int = 8,
-    style: str = "folk",
-    key: str | int | None = "C",
-    meter: str | tuple[int, int] = "4/4",
-    bpm: float = 120.0,
+    bars: int = options.BARS,
+    style: str = options.STYLE,
+    key: str | int | None = options.KEY,
+    meter: str | tuple[int, int] = options.METER,
+    bpm: float = options.BPM,
     prompt: str | os.PathLike | pretty_midi.PrettyMIDI | None = None,
     loop: bool = False,
-    seed: int = 0,
-    temperature: float = 1.0,
-    top_k: int = 0,
+    seed: int = options.SEED,
+    temperature: float = options.TEMPERATURE,
+    top_k: int = options.TOP_K,
     in_key: bool = False,
     programs: list[int] | tuple[int, ...] | None = None,
     max_notes_per_bar: int = 32,
@@ -286,16 +287,16 @@ def compose_tokens(
 def compose(
     model: Composer,
     *,
-    bars: int = 8,
-    style: str = "folk",
-    key: str | int | None = "C",
-    meter: str | tuple[int, int] = "4/4",
-    bpm: float = 120.0,
+    bars: int = options.BARS,
+    style: str = options.STYLE,
+    key: str | int | None = options.KEY,
+    meter: str | tuple[int, int] = options.METER,
+    bpm: float = options.BPM,
     prompt: str | os.PathLike | pretty_midi.PrettyMIDI | None = None,
     loop: bool = False,
-    seed: int = 0,
-    temperature: float = 1.0,
-    top_k: int = 0,
+    seed: int = options.SEED,
+    temperature: float = options.TEMPERATURE,
+    top_k: int = options.TOP_K,
     in_key: bool = False,
     programs: list[int] | tuple[int, ...] | None = None,
     max_notes_per_bar: int = 32,

@@ -2,7 +2,7 @@
 
 One job per line of JSON: `{"task": "loops" | "continue" | "render", ...the command's
 parameters..., "seed": 7, "name": "optional-output-stem"}`. Parameter names are the CLI's long
-options with dashes turned into underscores (`bars`, `bpm`, `beats_per_bar`, `count`, `midi`,
+options with dashes turned into underscores (`bars`, `bpm`, `beats_per_bar`, `count`, `format`, `midi`,
 `prompt`, `seed`, `seconds`, `keep_prompt`, `guidance`, `temperature`, `top_k`, `top_p`, ...);
 relative paths are resolved against the JOBS file's folder. A field a job leaves out takes the
 command's own default (`audiogen.generation.options`: a loops job makes 4 loops, like `audiogen loops`),
@@ -11,6 +11,8 @@ and the sampling options given to `audiogen batch` are every job's defaults.
 * Every output is written atomically, then a row is appended to DIR/manifest.jsonl with the
   job, its parameters, seed, duration and the model's identity. A job is done when the manifest
   has rows for all its outputs, so a killed run resumes where it stopped and no job is done twice.
+* Loops jobs write `format` (wav, ogg or flac) files with loop points and add each file's row to
+  DIR/loops.json (loop start and length in samples, BPM, bars, meter, sample rate, format).
 * A failing job (bad parameters, missing file) is reported on stderr and in DIR/failures.jsonl;
   the others still run; the exit status is 1 if any failed.
 * `--shard i/n` (or torchrun's RANK/WORLD_SIZE) takes jobs j with j % n == i: shards are
@@ -33,14 +35,23 @@ from ..errors import AudiogenError
 from ..fileio import append_line, ensure_writable_dir, remove_stale_temporaries
 from ..progress import bar
 from ..runtime import env_world
-from .loops import check_loop, loop_info, loop_length
-from .options import BATCH_SIZE, BEATS_PER_BAR, CONTINUE_SECONDS, LOOP_BARS, LOOP_BPM, LOOP_COUNT, SamplingConfig
+from .loops import check_format, check_loop, loop_info, loop_length, record_loop
+from .options import (
+    BATCH_SIZE,
+    BEATS_PER_BAR,
+    CONTINUE_SECONDS,
+    LOOP_BARS,
+    LOOP_BPM,
+    LOOP_COUNT,
+    LOOP_FORMAT,
+    SamplingConfig,
+)
 
 TASKS = ("loops", "continue", "render")
 COMMON = {"seed", "temperature", "top_k", "top_p", "name", "task", "plot"}
 ALLOWED = {
     "loops": COMMON | {"count", "bars", "bpm", "beats_per_bar", "midi", "prompt", "guidance", "batch_size",
-                       "crossfade"},
+                       "crossfade", "format"},
     "continue": COMMON | {"seed_audio", "input", "seconds", "keep_prompt"},
     "render": COMMON | {"midi", "input", "seconds", "prompt", "guidance"},
 }
@@ -55,8 +66,8 @@ class Job:
 
     def outputs(self) -> list[str]:
         if self.task == "loops":
-            count = int(self.params.get("count", LOOP_COUNT))
-            return [f"{self.name}-{j:02d}.wav" for j in range(count)] if count > 1 else [f"{self.name}.wav"]
+            count, ext = int(self.params.get("count", LOOP_COUNT)), self.params.get("format", LOOP_FORMAT)
+            return [f"{self.name}-{j:02d}.{ext}" for j in range(count)] if count > 1 else [f"{self.name}.{ext}"]
         return [f"{self.name}.wav"]
 
 
@@ -128,6 +139,7 @@ def _parse_job(index: int, line: str, base: Path) -> Job:
     if task == "loops":
         check_loop(count=params.setdefault("count", LOOP_COUNT), bars=params.get("bars", LOOP_BARS),
                    bpm=params.get("bpm", LOOP_BPM), beats_per_bar=params.get("beats_per_bar", BEATS_PER_BAR))
+        check_format(params.get("format", LOOP_FORMAT))
     elif task == "continue":
         if not (params.get("seed_audio") or params.get("input")):
             raise AudiogenError("a continue job needs seed_audio (the recording to continue)")
@@ -253,9 +265,10 @@ def run_batch(ag, jobs_path: str | os.PathLike, out_dir: str | os.PathLike, *, s
             for output, (wav, extra) in zip(job.outputs(), results):
                 if output in done:
                     continue
-                loop = extra.get("loop")
-                save_output(out / output, wav, ag.sample_rate, loop=audio.LoopInfo(**loop) if loop else None,
-                            plot=plot or bool(job.params.get("plot")))
+                loop = audio.LoopInfo(**extra["loop"]) if extra.get("loop") else None
+                save_output(out / output, wav, ag.sample_rate, loop=loop, plot=plot or bool(job.params.get("plot")))
+                if loop is not None:  # before the manifest row: a job the manifest calls done is in loops.json
+                    record_loop(out / output, loop, sample_rate=ag.sample_rate)
                 row = {"output": output, "job": job.index, "name": job.name, "task": job.task,
                        "params": job.params, "seed": job.params.get("seed"),
                        "seconds": wav.shape[-1] / ag.sample_rate, "sample_rate": ag.sample_rate,
@@ -269,7 +282,8 @@ def run_batch(ag, jobs_path: str | os.PathLike, out_dir: str | os.PathLike, *, s
 
 def save_output(path: Path, wav: Any, sample_rate: int, *, loop: audio.LoopInfo | None = None,
                 plot: bool = False) -> None:
-    """Write a generated WAV (atomically, loop chunks when `loop`) and, with `plot`, its spectrogram PNG beside it."""
+    """Write generated audio (atomically; format from the suffix; loop points when `loop`) and, with `plot`, its
+    spectrogram PNG beside it."""
     audio.save(path, wav, sample_rate, loop=loop)
     if plot:
         from ..plots import save_spectrogram

@@ -6,15 +6,21 @@
     wav, sr = ag.render_midi("sketch.mid", guidance=3.0)
     loops, sr = ag.loops(count=4, bars=4, bpm=120)         # list of [C, L], L bar-exact
     batch, sr = ag.generate(seconds=5, count=2)            # [count, C, N]
+    pm = ag.compose(bars=8, style="folk", key="D", meter="3/4", bpm=120)   # a pretty_midi.PrettyMIDI sketch
 
 Every call takes a `SamplingConfig` (`sampling=`) or any of its fields as keywords (temperature, top_k,
 top_p, guidance, seed): the CLI's and batch jobs' defaults, from `audiogen.generation.options`. No call keeps
 state between calls: the same arguments give the same audio on a device.
+
+`compose` writes MIDI with the composer (`audiogen.composer`): the one of `AudioGen.load(..., composer=DIR)`,
+else the model folder's `composer/` subfolder, else the bundled composer; it is loaded (on the CPU, where it
+is fast) at the first `compose` call.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +30,10 @@ import torch
 
 from .. import checkpoint
 from ..codec import load_codec
+from ..composer import options as compose_options
+from ..composer.generate import compose as compose_midi
+from ..composer.generate import load_composer
+from ..composer.model import Composer
 from ..errors import AudiogenError
 from ..lm.model import LM
 from ..runtime import DTYPE_NAMES, resolve_device, resolve_dtype
@@ -56,15 +66,21 @@ def _to_tensor(wav: Any) -> torch.Tensor:
 class AudioGen:
     """A language model and its codec on one device."""
 
-    def __init__(self, lm: LM, codec, *, model_dir: Path | None = None):
+    def __init__(self, lm: LM, codec, *, model_dir: Path | None = None,
+                 composer: Composer | str | os.PathLike | None = None):
         self.lm = lm.eval()
         self.codec = codec.eval()
         self.model_dir = model_dir
+        # A Composer, a composer folder, or None (the model folder's composer/, else the bundled one).
+        self._composer = composer
 
     @classmethod
     def load(cls, model_dir: str | os.PathLike | None = None, *, device: str = "auto",
-             dtype: str = "fp32") -> AudioGen:
+             dtype: str = "fp32", composer: str | os.PathLike | None = None) -> AudioGen:
         """The bundled default model, or the model folder `model_dir` (made by `audiogen train lm`).
+
+        `composer`: the composer folder `compose` uses (made by `audiogen train composer`); None: the
+        model folder's `composer/` subfolder, else the bundled composer.
 
         `dtype` is the language model's: fp32, bf16 (about twice the decode speed where the CPU
         multiplies bf16 natively, or on CUDA; logits within ~1 % of fp32, so other samples for
@@ -84,7 +100,7 @@ class AudioGen:
             raise AudiogenError(f"{path}: its codec's weights differ from the codec the model was trained with")
         if codec.num_codebooks != lm.config.num_codebooks or codec.codebook_size != lm.config.codebook_size:
             raise AudiogenError(f"{path}: codec and model disagree on codebooks")
-        return cls(lm, codec.to(torch_device), model_dir=path)
+        return cls(lm, codec.to(torch_device), model_dir=path, composer=composer)
 
     # ------------------------------------------------------------------ facts
     @property
@@ -158,14 +174,43 @@ class AudioGen:
               prompt_sample_rate: int | None = None, sampling: SamplingConfig | None = None,
               guidance: float | None = None, temperature: float | None = None, top_k: int | None = None,
               top_p: float | None = None, seed: int | None = None, batch_size: int = BATCH_SIZE,
-              crossfade: float = DEFAULT_CROSSFADE, progress: Any = False) -> tuple[list[np.ndarray], int]:
-        """`count` seamless loops of exactly `bars` bars at `bpm`, each float32 `[C, L]`."""
+              crossfade: float = DEFAULT_CROSSFADE, progress: Any = False,
+              on_loop: Callable[[int, np.ndarray], None] | None = None) -> tuple[list[np.ndarray], int]:
+        """`count` seamless loops of exactly `bars` bars at `bpm`, each float32 `[C, L]`.
+
+        `on_loop(i, loop)` is called as each loop is finished (to write files while the rest generate).
+        """
         sampling = SamplingConfig.from_overrides(sampling, guidance=guidance, temperature=temperature, top_k=top_k,
                                                  top_p=top_p, seed=seed)
         out = make_loops(self.lm, self.codec, count=count, bars=bars, bpm=bpm, beats_per_bar=beats_per_bar,
                          midi=midi, prompt=self._prompt(prompt, prompt_sample_rate), sampling=sampling,
-                         batch_size=batch_size, crossfade=crossfade, progress=progress)
+                         batch_size=batch_size, crossfade=crossfade, progress=progress, on_loop=on_loop)
         return out, self.sample_rate
+
+    @property
+    def composer(self) -> Composer:
+        """The composer `compose` uses, loaded on first use (one-line `AudiogenError` when there is none)."""
+        if not isinstance(self._composer, Composer):
+            source = self._composer
+            if source is None and self.model_dir is not None:
+                inner = compose_options.composer_folder(self.model_dir)
+                source = inner if inner != Path(self.model_dir) else None
+            self._composer = load_composer(source)
+        return self._composer
+
+    def compose(self, *, bars: int = compose_options.BARS, style: str = compose_options.STYLE,
+                key: str | int | None = compose_options.KEY, meter: str | tuple[int, int] = compose_options.METER,
+                bpm: float = compose_options.BPM, prompt: str | os.PathLike | pretty_midi.PrettyMIDI | None = None,
+                loop: bool = False, seed: int = compose_options.SEED,
+                temperature: float = compose_options.TEMPERATURE, top_k: int = compose_options.TOP_K,
+                **options: Any) -> pretty_midi.PrettyMIDI:
+        """A MIDI sketch of exactly `bars` bars in `style`, `key`, `meter` and `bpm` (quarter notes per
+        minute), or continuing `prompt`; `loop` makes the last bar lead back into the first. `options`:
+        the rest of `audiogen.composer.compose` (in_key, programs, max_notes_per_bar, ...). Pass it to
+        `render_midi` or `loops(midi=...)` to hear it.
+        """
+        return compose_midi(self.composer, bars=bars, style=style, key=key, meter=meter, bpm=bpm, prompt=prompt,
+                            loop=loop, seed=seed, temperature=temperature, top_k=top_k, **options)
 
     @staticmethod
     def _prompt(prompt: Any, sample_rate: int | None) -> tuple[torch.Tensor, int] | None:

@@ -11,13 +11,19 @@ length), except that its last `crossfade` seconds fade (equal power) into the pr
 the sketch is fitted to the loop's bars and repeated, so the pre-roll plays the loop's last
 bars and the crossfade joins like with like.
 
-The WAV carries the `smpl` chunk (loop start/end) and the `acid` chunk (tempo, beats, meter).
+The WAV carries the `smpl` chunk (loop start/end) and the `acid` chunk (tempo, beats, meter); an
+Ogg or FLAC loop carries `LOOPSTART` / `LOOPLENGTH` Vorbis comments (`audio.save`). Beside the files,
+`loops.json` lists each file's loop start and length (samples), BPM, bars, meter, sample rate and
+format for tools that take loop regions as numbers (FMOD, Wwise): `record_loop` updates it as each
+file is written.
 """
 
 from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -26,14 +32,16 @@ import torch
 
 from .. import audio
 from ..errors import AudiogenError
+from ..fileio import update_json
 from ..midi import beat_grid, load_midi, midi_features
-from .options import SamplingConfig
+from .options import LOOP_FORMATS, SamplingConfig
 from .tasks import decode, device_of, encode_prompt, prompt_limit
 from .token_loop import generate_tokens
 
 MIN_BPM, MAX_BPM = 20.0, 400.0
 MAX_LOOP_SECONDS = 600.0
 DEFAULT_CROSSFADE = 0.25
+LOOP_INDEX = "loops.json"
 
 
 def loop_seconds(bars: int, bpm: float, beats_per_bar: int) -> float:
@@ -108,8 +116,13 @@ def make_loops(
     lm, codec, *, count: int, bars: int, bpm: float, beats_per_bar: int = 4,
     midi: str | os.PathLike | pretty_midi.PrettyMIDI | None = None, prompt: tuple[torch.Tensor, int] | None = None,
     sampling: SamplingConfig, batch_size: int = 4, crossfade: float = DEFAULT_CROSSFADE, progress: Any = False,
+    on_loop: Callable[[int, np.ndarray], None] | None = None,
 ) -> list[np.ndarray]:
-    """`count` loops, each float32 `[C, L]` with L = `loop_length(...)` samples exactly."""
+    """`count` loops, each float32 `[C, L]` with L = `loop_length(...)` samples exactly.
+
+    `on_loop(i, loop)` is called as each loop is finished (after its batch), so callers can write files
+    while later batches still generate.
+    """
     check_loop(count=count, bars=bars, bpm=bpm, beats_per_bar=beats_per_bar)
     if batch_size < 1:
         raise AudiogenError(f"--batch-size must be at least 1, got {batch_size}")
@@ -153,6 +166,8 @@ def make_loops(
         x = decode(codec, codes, start_frame=Tp, samples=T * hop)  # [b, C, T * hop]
         for item in x:
             loops.append(close_loop(item, start=a, length=L, crossfade=X))
+            if on_loop is not None:
+                on_loop(len(loops) - 1, loops[-1])
     if shared is not None:
         shared.close()
     return loops
@@ -174,3 +189,32 @@ def close_loop(x: np.ndarray, *, start: int, length: int, crossfade: int) -> np.
 def loop_info(length: int, *, bars: int, bpm: float, beats_per_bar: int) -> audio.LoopInfo:
     return audio.LoopInfo(start=0, end=length - 1, bpm=float(bpm), beats=bars * beats_per_bar,
                           beats_per_bar=beats_per_bar)
+
+
+def check_format(fmt: str) -> str:
+    """The loop file format (`wav`, `ogg` or `flac`), or an AudiogenError."""
+    if fmt not in LOOP_FORMATS:
+        raise AudiogenError(f"format must be one of {', '.join(LOOP_FORMATS)}, got {fmt!r}")
+    return fmt
+
+
+def record_loop(path: str | os.PathLike, loop: audio.LoopInfo, *, sample_rate: int) -> dict[str, Any]:
+    """Add (or replace) the row of the loop file `path` in `loops.json` beside it; returns the row.
+
+    The file is rewritten atomically under a lock of its folder, so batch shards writing into one
+    folder keep each other's rows. Rows are sorted by file name.
+    """
+    path = Path(path)
+    beats_per_bar = int(loop.beats_per_bar)
+    row = {"file": path.name, "format": path.suffix.lower().lstrip("."), "loop_start": int(loop.start),
+           "loop_length": int(loop.end - loop.start + 1), "bpm": loop.bpm,
+           "bars": int(loop.beats or 0) // beats_per_bar, "beats_per_bar": beats_per_bar,
+           "sample_rate": int(sample_rate)}
+
+    def update(index: Any) -> dict[str, Any]:
+        old = index.get("loops", []) if isinstance(index, dict) else []
+        rows = [r for r in old if isinstance(r, dict) and r.get("file") != path.name]
+        return {"loops": sorted([*rows, row], key=lambda r: str(r.get("file")))}
+
+    update_json(path.parent / LOOP_INDEX, update, default={"loops": []})
+    return row

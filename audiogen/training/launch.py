@@ -20,15 +20,20 @@ from .loop import run
 
 def train(what: str, recipe_path: str | os.PathLike, out: str | os.PathLike, *, overrides: list[str] = (),
           device: str = "auto", resume: bool = False, quiet: bool = False) -> tuple[dict[str, float], int]:
-    """Train a codec (`what="codec"`) or a language model (`"lm"`); return (last evaluation, this rank)."""
+    """Train a codec (`what="codec"`), a language model (`"lm"`) or a composer (`"composer"`); return (last
+    evaluation, this rank)."""
     if what == "codec":
-        from .codec import CodecRecipe, CodecTask
-
-        recipe = load_recipe(CodecRecipe, recipe_path, list(overrides))
+        from .codec import CodecRecipe as Recipe
+        from .codec import CodecTask as Task
+    elif what == "lm":
+        from .lm import LMRecipe as Recipe
+        from .lm import LMTask as Task
+    elif what == "composer":
+        from .composer import ComposerRecipe as Recipe
+        from .composer import ComposerTask as Task
     else:
-        from .lm import LMRecipe, LMTask
-
-        recipe = load_recipe(LMRecipe, recipe_path, list(overrides))
+        raise ValueError(f"nothing to train called {what!r} (codec, lm or composer)")
+    recipe = load_recipe(Recipe, recipe_path, list(overrides))
     cfg = recipe.train
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -39,10 +44,7 @@ def train(what: str, recipe_path: str | os.PathLike, out: str | os.PathLike, *, 
     torch.manual_seed(cfg.seed)  # same initial weights on every rank (then broadcast anyway)
     try:
         rank_quiet = quiet or rank != 0
-        if what == "codec":
-            task = CodecTask(recipe, device=torch_device, rank=rank, world=world, quiet=rank_quiet)
-        else:
-            task = LMTask(recipe, device=torch_device, rank=rank, world=world, quiet=rank_quiet)
+        task = Task(recipe, device=torch_device, rank=rank, world=world, quiet=rank_quiet)
         if not rank_quiet:
             print(f"{task.describe()}; {world} process(es) on {torch_device}", file=sys.stderr)
         result = run(task, cfg, out, device=torch_device, resume=resume, quiet=rank_quiet,
