@@ -26,6 +26,7 @@ import pretty_midi
 import torch
 
 from .errors import AudiogenError
+from .fileio import atomic_path
 
 DRUM_LOW, DRUM_HIGH = 35, 81  # General MIDI percussion key map: Acoustic Bass Drum .. Open Triangle
 NUM_DRUM_KEYS = DRUM_HIGH - DRUM_LOW + 1
@@ -92,6 +93,14 @@ def load_midi(
     if max_seconds is not None and seconds > max_seconds:
         raise AudiogenError(f"{name}: MIDI is {seconds:.0f} s long, the limit is {max_seconds:.0f} s")
     return pm
+
+
+def save_midi(path: str | os.PathLike, pm: pretty_midi.PrettyMIDI) -> Path:
+    """Write `pm` to `path` atomically (`fileio.atomic_path`: an error leaves nothing behind)."""
+    path = Path(path)
+    with atomic_path(path, suffix=".mid") as tmp:
+        pm.write(str(tmp))
+    return path
 
 
 def midi_seconds(source: str | os.PathLike | pretty_midi.PrettyMIDI) -> float:

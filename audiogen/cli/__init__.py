@@ -6,8 +6,8 @@ eval, export, bench), `compose` (MIDI from the composer); `common` holds what th
 imports no torch: handlers import the library when they run.
 
     audiogen continue SEED.wav -o OUT.wav --seconds S
-    audiogen render SKETCH.mid -o OUT.wav [--prompt TIMBRE.wav]
-    audiogen loops -o DIR --count N --bars B --bpm BPM [--midi SKETCH.mid]
+    audiogen render SKETCH.mid -o OUT.wav [--prompt TIMBRE.wav]     (or --compose [--bars 8 --style folk ...])
+    audiogen loops -o DIR --count N --bars B --bpm BPM [--midi SKETCH.mid | --style S | --no-compose]
     audiogen batch JOBS.jsonl -o DIR [--shard i/n]
     audiogen info
     audiogen codec encode IN.wav -o OUT.npz [--codec DIR|encodec_24khz] [--bandwidth KBPS]

@@ -104,7 +104,17 @@ def save(path: Path, wav, sample_rate: int, *, plot: bool, loop=None, quiet: boo
         print(f"{path}: {wav.shape[-1] / sample_rate:.3f} s at {sample_rate} Hz")
 
 
+def add_composer(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--composer", metavar="DIR",
+                   help="composer folder (made by `audiogen train composer`) for composed sketches, or a model "
+                        "folder holding one in composer/ (default: the model folder's composer/, else the bundled "
+                        "one)")
+
+
 def engine(args: argparse.Namespace):
+    from ..composer.options import composer_folder
     from ..generation.engine import AudioGen
 
-    return AudioGen.load(args.model, device=args.device, dtype=args.dtype)
+    composer = getattr(args, "composer", None)
+    return AudioGen.load(args.model, device=args.device, dtype=args.dtype,
+                         composer=None if composer is None else composer_folder(composer))

@@ -1,10 +1,17 @@
-"""`audiogen continue | render | loops | generate | batch | demo`: generation with a trained model."""
+"""`audiogen continue | render | loops | generate | batch | demo`: generation with a trained model.
+
+Compose, then render: `audiogen loops` without `--midi` composes one sketch per loop when a composer is
+available (`--composer DIR`, the model folder's composer/, or the bundled one; `--no-compose` and no
+composer: free loops) and saves it beside the loop as NAME.mid; `audiogen render --compose` writes its
+sketch beside the output as OUT.mid. Bad input is one line, exit status 2, nothing written.
+"""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
+from ..composer import options as compose_options
 from ..errors import AudiogenError
 from ..generation.options import (
     BEATS_PER_BAR,
@@ -17,7 +24,17 @@ from ..generation.options import (
     LOOP_FORMAT,
     LOOP_FORMATS,
 )
-from .common import add_common, add_dtype, add_generation, check_output, engine, sampling, save, writable
+from .common import (
+    add_common,
+    add_composer,
+    add_dtype,
+    add_generation,
+    check_output,
+    engine,
+    sampling,
+    save,
+    writable,
+)
 
 
 def cmd_continue(args: argparse.Namespace) -> int:
@@ -35,46 +52,101 @@ def cmd_continue(args: argparse.Namespace) -> int:
     return 0
 
 
+COMPOSE_OPTIONS = ("bars", "style", "key", "meter", "bpm", "composer")  # render's, only with --compose
+
+
+def compose_request(args: argparse.Namespace) -> dict | None:
+    """render's composer request (None without --compose), its meter and key checked before any model loads."""
+    given = [f"--{name}" for name in COMPOSE_OPTIONS if getattr(args, name) is not None]
+    if not args.compose:
+        if args.sketch is None:
+            raise AudiogenError("render needs SKETCH.mid, or --compose to write one")
+        if given:
+            raise AudiogenError(f"{given[0]} is for --compose (a sketch of your own sets its own bars and tempo)")
+        return None
+    if args.sketch is not None:
+        raise AudiogenError("--compose writes its own sketch: give SKETCH.mid or --compose, not both")
+    from ..composer.vocab import parse_key, parse_meter
+
+    key = compose_options.KEY if args.key is None else args.key
+    key = None if key.strip().lower() == "auto" else key
+    meter = compose_options.METER if args.meter is None else args.meter
+    parse_meter(meter)
+    if key is not None:
+        parse_key(key)
+    return {"bars": compose_options.BARS if args.bars is None else args.bars,
+            "style": compose_options.STYLE if args.style is None else args.style, "key": key, "meter": meter,
+            "bpm": compose_options.BPM if args.bpm is None else args.bpm, "seed": args.seed}
+
+
 def cmd_render(args: argparse.Namespace) -> int:
     from .. import audio
     from ..generation.tasks import check_seconds
-    from ..midi import load_midi
+    from ..midi import load_midi, save_midi
 
     out = check_output(args.output)
+    request = compose_request(args)
     if args.seconds is not None:
         check_seconds(args.seconds)
-    midi = load_midi(args.sketch)
+    midi = load_midi(args.sketch) if request is None else None
     prompt = audio.load(args.prompt) if args.prompt else None
     ag = engine(args)
+    if request is not None:
+        midi = ag.compose(**request)  # bad bars, style, BPM: an error here, before anything is written
     writable(out.parent)
     result, rate = ag.render_midi(midi, seconds=args.seconds, prompt=None if prompt is None else prompt[0],
                                   prompt_sample_rate=None if prompt is None else prompt[1],
                                   sampling=sampling(args), progress=not args.quiet)
+    if request is not None:
+        sketch = save_midi(out.with_suffix(".mid"), midi)
+        if not args.quiet:
+            print(f"{sketch}: {request['bars']} bars of {request['meter']} at {request['bpm']:g} BPM, composed")
     save(out, result, rate, plot=args.plot, quiet=args.quiet)
     return 0
+
+
+def loops_compose(args: argparse.Namespace) -> bool | None:
+    """Whether `loops` composes its sketches: False with --midi or --no-compose, True with --style or
+    --composer, None (when a composer is available) otherwise."""
+    given = [f"--{name}" for name in ("style", "composer") if getattr(args, name) is not None]
+    if args.midi or args.no_compose:
+        if given:
+            raise AudiogenError(f"{given[0]} is for composed sketches: not with "
+                                + ("--midi" if args.midi else "--no-compose"))
+        return False
+    if given:  # composing was asked for: an impossible meter fails before any model loads
+        from ..generation.loops import loop_meter
+
+        loop_meter(args.beats_per_bar)
+        return True
+    return None
 
 
 def cmd_loops(args: argparse.Namespace) -> int:
     from .. import audio
     from ..generation.loops import check_loop, loop_info, record_loop
-    from ..midi import load_midi
+    from ..midi import load_midi, save_midi
 
     check_loop(count=args.count, bars=args.bars, bpm=args.bpm, beats_per_bar=args.beats_per_bar)
     if args.batch_size < 1:
         raise AudiogenError(f"--batch-size must be at least 1, got {args.batch_size}")
+    compose = loops_compose(args)
     midi = load_midi(args.midi) if args.midi else None
     prompt = audio.load(args.prompt) if args.prompt else None
     ag = engine(args)
+    sketches = ag.loop_sketches(args.count, args.bars, args.bpm, beats_per_bar=args.beats_per_bar,
+                                style=args.style, seed=args.seed, compose=compose)
     out = Path(args.output)
     writable(out)
 
-    def write(i: int, wav) -> None:  # as each loop finishes: the file, then its row in loops.json
+    def write(i: int, wav) -> None:  # as each loop finishes: its sketch, the file, then its row in loops.json
         info = loop_info(wav.shape[-1], bars=args.bars, bpm=args.bpm, beats_per_bar=args.beats_per_bar)
         path = out / f"{args.prefix}-{i:02d}.{args.format}"
+        sketch = None if sketches is None else save_midi(path.with_suffix(".mid"), sketches[i])
         save(path, wav, ag.sample_rate, plot=args.plot, loop=info, quiet=args.quiet)
-        record_loop(path, info, sample_rate=ag.sample_rate)
+        record_loop(path, info, sample_rate=ag.sample_rate, sketch=None if sketch is None else sketch.name)
 
-    ag.loops(args.count, args.bars, args.bpm, beats_per_bar=args.beats_per_bar, midi=midi,
+    ag.loops(args.count, args.bars, args.bpm, beats_per_bar=args.beats_per_bar, midi=sketches or midi,
              prompt=None if prompt is None else prompt[0], prompt_sample_rate=None if prompt is None else prompt[1],
              sampling=sampling(args), batch_size=args.batch_size, progress=not args.quiet, on_loop=write)
     return 0
@@ -138,11 +210,26 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     add_generation(p)
     p.set_defaults(func=cmd_continue)
 
-    p = sub.add_parser("render", help="render a MIDI sketch as audio")
-    p.add_argument("sketch", metavar="SKETCH.mid", help="the MIDI file to render")
-    p.add_argument("-o", "--output", required=True, help="output file: .wav, .flac or .ogg (required)")
+    p = sub.add_parser("render", help="render a MIDI sketch as audio (or compose one and render it: --compose)")
+    p.add_argument("sketch", metavar="SKETCH.mid", nargs="?",
+                   help="the MIDI file to render (leave it out with --compose)")
+    p.add_argument("-o", "--output", required=True,
+                   help="output file: .wav, .flac or .ogg; with --compose the sketch goes beside it as OUT.mid"
+                        " (required)")
     p.add_argument("--seconds", type=float, help="length in seconds (default: the MIDI's length plus a 1 s tail)")
     p.add_argument("--prompt", metavar="TIMBRE.wav", help="audio whose sound the render takes on (default: none)")
+    p.add_argument("--compose", action="store_true",
+                   help="compose the sketch with the composer (its seed is --seed), save it as OUT.mid and render it"
+                        " (default: off, render SKETCH.mid)")
+    p.add_argument("--bars", type=int, help=f"with --compose: bars to compose (default: {compose_options.BARS})")
+    p.add_argument("--style", help="with --compose: chorale, folk, renaissance, classical, or a label the composer"
+                                   f" was trained with (default: {compose_options.STYLE})")
+    p.add_argument("--key", help="with --compose: key signature, e.g. D, Bb major, A minor; auto lets the composer"
+                                 f" pick (default: {compose_options.KEY})")
+    p.add_argument("--meter", help=f"with --compose: time signature, e.g. 3/4, 6/8 (default: {compose_options.METER})")
+    p.add_argument("--bpm", type=float,
+                   help=f"with --compose: tempo in quarter notes per minute (default: {compose_options.BPM:g})")
+    add_composer(p)
     add_generation(p, guidance=True)
     p.set_defaults(func=cmd_render)
 
@@ -160,7 +247,14 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                    help="file format: wav (loop points in smpl/acid chunks), ogg (Vorbis) or flac (both with"
                         " LOOPSTART/LOOPLENGTH comments, in samples) (default: %(default)s)")
     p.add_argument("--midi", metavar="SKETCH.mid",
-                   help="a MIDI sketch fitted to the loop's bars (default: none, free loops)")
+                   help="a MIDI sketch fitted to the loop's bars (default: none: with a composer, one sketch composed"
+                        " per loop at its bars, meter N/4 and BPM, saved beside it as NAME.mid; else free loops)")
+    p.add_argument("--no-compose", action="store_true",
+                   help="free (unconditioned) loops even when a composer is available (default: compose)")
+    p.add_argument("--style",
+                   help="style of the composed sketches: chorale, folk, renaissance, classical, or a label the"
+                        f" composer was trained with (default: {compose_options.STYLE})")
+    add_composer(p)
     p.add_argument("--prompt", metavar="SEED.wav", help="audio whose sound the loops take on (default: none)")
     p.add_argument("--prefix", default="loop", help="file names: PREFIX-00.FORMAT, PREFIX-01.FORMAT, ..."
                                                     " (default: %(default)s)")
@@ -176,13 +270,15 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     add_generation(p)
     p.set_defaults(func=cmd_generate)
 
-    p = sub.add_parser("batch", help="run a JSONL file of loops/continue/render jobs (resumable, shardable)")
+    p = sub.add_parser("batch", help="run a JSONL file of loops/continue/render/compose jobs (resumable, shardable)")
     p.add_argument("jobs", metavar="JOBS.jsonl",
-                   help='one job per line, e.g. {"task": "loops", "bars": 4, "bpm": 120, "format": "ogg"}')
+                   help='one job per line, e.g. {"task": "loops", "bars": 4, "bpm": 120, "style": "folk"} or'
+                        ' {"task": "compose", "bars": 8, "style": "folk", "key": "D"}')
     p.add_argument("-o", "--output", required=True,
                    help="output folder (audio files, manifest.jsonl, failures.jsonl, loops.json) (required)")
     p.add_argument("--shard", help="i/n: this process takes jobs j with j %% n == i (default: torchrun's rank/world,"
                                    " else 0/1: all jobs)")
+    add_composer(p)
     add_generation(p)
     p.set_defaults(func=cmd_batch)
 

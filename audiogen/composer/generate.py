@@ -41,7 +41,6 @@ import pretty_midi
 import torch
 
 from ..errors import AudiogenError
-from ..fileio import atomic_path
 from ..generation.sampling import sample
 from . import options
 from .events import events_to_midi, midi_to_events
@@ -67,12 +66,17 @@ MIN_BPM, MAX_BPM = 10.0, 400.0
 def load_composer(directory: str | os.PathLike | None = None, *, device: str | torch.device = "cpu") -> Composer:
     """A composer model folder (None: the bundled one, `audiogen/default_model/composer`, when present)."""
     if directory is None:
-        bundled = Path(__file__).resolve().parent.parent / "default_model" / options.SUBFOLDER
-        if not (bundled / "config.json").exists():
+        directory = bundled_composer()
+        if directory is None:
             raise AudiogenError("no composer model: pass --model RUN_DIR (train one with "
                                 "`audiogen train composer recipes/composer/composer.toml -o RUN_DIR`)")
-        directory = bundled
     return Composer.load(directory, device=device)
+
+
+def bundled_composer() -> Path | None:
+    """The bundled composer's folder (`audiogen/default_model/composer`), or None when this install has none."""
+    bundled = Path(__file__).resolve().parent.parent / "default_model" / options.SUBFOLDER
+    return bundled if (bundled / "config.json").exists() else None
 
 
 class Constraints:
@@ -317,11 +321,9 @@ def compose(
 
 def write_composition(path: str | os.PathLike, model: Composer, **kwargs) -> Path:
     """`compose(model, **kwargs)` written to `path` atomically (an error leaves nothing behind)."""
-    pm = compose(model, **kwargs)
-    path = Path(path)
-    with atomic_path(path, suffix=".mid") as tmp:
-        pm.write(str(tmp))
-    return path
+    from ..midi import save_midi
+
+    return save_midi(path, compose(model, **kwargs))
 
 
 def bar_seconds(meter: str | tuple[int, int], bpm: float) -> float:
@@ -330,4 +332,5 @@ def bar_seconds(meter: str | tuple[int, int], bpm: float) -> float:
     return num * 4.0 / den * 60.0 / bpm
 
 
-__all__ = ["HEADER_LENGTH", "bar_seconds", "compose", "compose_tokens", "load_composer", "write_composition"]
+__all__ = ["HEADER_LENGTH", "bar_seconds", "bundled_composer", "compose", "compose_tokens", "load_composer",
+           "write_composition"]

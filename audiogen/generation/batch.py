@@ -1,6 +1,6 @@
 """Batch jobs: `audiogen batch JOBS.jsonl -o DIR [--shard i/n]`.
 
-One job per line of JSON: `{"task": "loops" | "continue" | "render", ...the command's
+One job per line of JSON: `{"task": "loops" | "continue" | "render" | "compose", ...the command's
 parameters..., "seed": 7, "name": "optional-output-stem"}`. Parameter names are the CLI's long
 options with dashes turned into underscores (`bars`, `bpm`, `beats_per_bar`, `count`, `format`, `midi`,
 `prompt`, `seed`, `seconds`, `keep_prompt`, `guidance`, `temperature`, `top_k`, `top_p`, ...);
@@ -13,6 +13,12 @@ and the sampling options given to `audiogen batch` are every job's defaults.
   has rows for all its outputs, so a killed run resumes where it stopped and no job is done twice.
 * Loops jobs write `format` (wav, ogg or flac) files with loop points and add each file's row to
   DIR/loops.json (loop start and length in samples, BPM, bars, meter, sample rate, format).
+* Compose, then render: a `compose` job (`bars`, `style`, `key`, `meter`, `bpm`, `prompt`, `loop`,
+  `temperature`, `top_k`; the defaults of `audiogen compose`) writes NAME.mid with the composer. A loops
+  job without `midi` composes one sketch per loop (`AudioGen.loop_sketches`: the loop's bars, meter N/4
+  and BPM, in `style`) when a composer is available, saves it beside the loop file as NAME-00.mid and
+  names it in the manifest row and loops.json ("sketch"); `"compose": false` keeps free loops, and with
+  no composer the loops are free, unless the job asks for a `style`.
 * A failing job (bad parameters, missing file) is reported on stderr and in DIR/failures.jsonl;
   the others still run; the exit status is 1 if any failed.
 * `--shard i/n` (or torchrun's RANK/WORLD_SIZE) takes jobs j with j % n == i: shards are
@@ -30,12 +36,17 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pretty_midi
+
 from .. import audio
+from ..composer import options as compose_options
+from ..composer.vocab import parse_key, parse_meter
 from ..errors import AudiogenError
 from ..fileio import append_line, ensure_writable_dir, remove_stale_temporaries
+from ..midi import save_midi
 from ..progress import bar
 from ..runtime import env_world
-from .loops import check_format, check_loop, loop_info, loop_length, record_loop
+from .loops import check_format, check_loop, loop_info, loop_length, loop_meter, record_loop
 from .options import (
     BATCH_SIZE,
     BEATS_PER_BAR,
@@ -47,13 +58,16 @@ from .options import (
     SamplingConfig,
 )
 
-TASKS = ("loops", "continue", "render")
+TASKS = ("loops", "continue", "render", "compose")
 COMMON = {"seed", "temperature", "top_k", "top_p", "name", "task", "plot"}
 ALLOWED = {
     "loops": COMMON | {"count", "bars", "bpm", "beats_per_bar", "midi", "prompt", "guidance", "batch_size",
-                       "crossfade", "format"},
+                       "crossfade", "format", "style", "compose"},
     "continue": COMMON | {"seed_audio", "input", "seconds", "keep_prompt"},
     "render": COMMON | {"midi", "input", "seconds", "prompt", "guidance"},
+    # the composer's own sampling (temperature, top_k: `audiogen compose`'s defaults, not the audio's)
+    "compose": {"task", "name", "seed", "temperature", "top_k", "bars", "style", "key", "meter", "bpm", "prompt",
+                "loop"},
 }
 
 
@@ -68,6 +82,8 @@ class Job:
         if self.task == "loops":
             count, ext = int(self.params.get("count", LOOP_COUNT)), self.params.get("format", LOOP_FORMAT)
             return [f"{self.name}-{j:02d}.{ext}" for j in range(count)] if count > 1 else [f"{self.name}.{ext}"]
+        if self.task == "compose":
+            return [f"{self.name}.mid"]
         return [f"{self.name}.wav"]
 
 
@@ -140,6 +156,15 @@ def _parse_job(index: int, line: str, base: Path) -> Job:
         check_loop(count=params.setdefault("count", LOOP_COUNT), bars=params.get("bars", LOOP_BARS),
                    bpm=params.get("bpm", LOOP_BPM), beats_per_bar=params.get("beats_per_bar", BEATS_PER_BAR))
         check_format(params.get("format", LOOP_FORMAT))
+        compose = params.get("compose")
+        if compose is not None and not isinstance(compose, bool):
+            raise AudiogenError("compose must be true or false")
+        if "style" in params:
+            if params.get("midi") is not None or compose is False:
+                raise AudiogenError("style is for composed sketches: not with midi or \"compose\": false")
+            loop_meter(params.get("beats_per_bar", BEATS_PER_BAR))
+    elif task == "compose":
+        _check_compose(params)
     elif task == "continue":
         if not (params.get("seed_audio") or params.get("input")):
             raise AudiogenError("a continue job needs seed_audio (the recording to continue)")
@@ -148,6 +173,24 @@ def _parse_job(index: int, line: str, base: Path) -> Job:
         if not (params.get("midi") or params.get("input")):
             raise AudiogenError("a render job needs midi (the sketch to render)")
     return Job(index=index, task=task, params=params, name=name)
+
+
+def _check_compose(params: dict[str, Any]) -> None:
+    """What a compose job can be told is wrong without the composer (its style needs the model)."""
+    bars = params.get("bars", compose_options.BARS)
+    if isinstance(bars, bool) or not isinstance(bars, int) or bars < 1:
+        raise AudiogenError(f"bars must be a whole number of at least 1, got {bars!r}")
+    for key in ("style", "key", "meter"):
+        if key in params and not isinstance(params[key], str):
+            raise AudiogenError(f"{key} must be a string, got {params[key]!r}")
+    parse_meter(params.get("meter", compose_options.METER))
+    key = params.get("key", compose_options.KEY)
+    if key.strip().lower() != "auto":
+        parse_key(key)
+    if not isinstance(params.get("loop", False), bool):
+        raise AudiogenError("loop must be true or false")
+    if not isinstance(params.get("bpm", compose_options.BPM), (int, float)) or isinstance(params.get("bpm"), bool):
+        raise AudiogenError(f"bpm must be a number, got {params.get('bpm')!r}")
 
 
 def read_manifest(out_dir: Path) -> set[str]:
@@ -171,6 +214,8 @@ def estimate_frames(job: Job, frame_rate: float) -> int:
         return int(math.ceil(seconds * frame_rate)) * int(p.get("count", LOOP_COUNT))
     if job.task == "continue":
         return int(math.ceil(float(p.get("seconds", CONTINUE_SECONDS)) * frame_rate))
+    if job.task == "compose":
+        return 0
     seconds = p.get("seconds")
     if seconds is None:
         try:
@@ -196,21 +241,35 @@ class FrameProgress:
 
 
 def run_job(ag, job: Job, progress: Any, *, sampling: SamplingConfig | None = None) -> list[tuple[Any, dict[str, Any]]]:
-    """Generate one job's audio: [(wav [C, N], extra manifest fields)]; the job's own fields override `sampling`."""
+    """Generate one job's outputs: [(wav [C, N] or a compose job's PrettyMIDI, extra manifest fields)]; the job's
+    own fields override `sampling`. A composed loop's extra fields hold its sketch (a PrettyMIDI) as "sketch"."""
     p = dict(job.params)
+    if job.task == "compose":
+        key = p.get("key", compose_options.KEY)
+        pm = ag.compose(bars=p.get("bars", compose_options.BARS), style=p.get("style", compose_options.STYLE),
+                        key=None if key.strip().lower() == "auto" else key,
+                        meter=p.get("meter", compose_options.METER), bpm=p.get("bpm", compose_options.BPM),
+                        prompt=p.get("prompt"), loop=bool(p.get("loop", False)), seed=p["seed"],
+                        temperature=p.get("temperature", compose_options.TEMPERATURE),
+                        top_k=p.get("top_k", compose_options.TOP_K))
+        return [(pm, {})]
     sampling = SamplingConfig.from_overrides(
         sampling, **{k: p[k] for k in ("temperature", "top_k", "top_p", "guidance", "seed") if k in p})
     if job.task == "loops":
-        bars, bpm = int(p.get("bars", LOOP_BARS)), float(p.get("bpm", LOOP_BPM))
+        count, bars, bpm = int(p.get("count", LOOP_COUNT)), int(p.get("bars", LOOP_BARS)), float(p.get("bpm", LOOP_BPM))
         beats_per_bar = int(p.get("beats_per_bar", BEATS_PER_BAR))
+        sketches = ag.loop_sketches(count, bars, bpm, beats_per_bar=beats_per_bar, style=p.get("style"),
+                                    seed=sampling.seed,
+                                    compose=False if p.get("midi") is not None else p.get("compose"))
         prompt = _load_prompt(p.get("prompt"))
-        loops, sr = ag.loops(int(p.get("count", LOOP_COUNT)), bars, bpm, beats_per_bar=beats_per_bar,
-                             midi=p.get("midi"), prompt=None if prompt is None else prompt[0],
+        loops, sr = ag.loops(count, bars, bpm, beats_per_bar=beats_per_bar, midi=sketches or p.get("midi"),
+                             prompt=None if prompt is None else prompt[0],
                              prompt_sample_rate=None if prompt is None else prompt[1],
                              batch_size=int(p.get("batch_size", BATCH_SIZE)), sampling=sampling, progress=progress)
         info = loop_info(loops[0].shape[-1], bars=bars, bpm=bpm, beats_per_bar=beats_per_bar)
         assert loops[0].shape[-1] == loop_length(bars, bpm, beats_per_bar, sr)
-        return [(w, {"loop": dataclasses.asdict(info)}) for w in loops]
+        return [(w, {"loop": dataclasses.asdict(info), **({} if sketches is None else {"sketch": sketches[i]})})
+                for i, w in enumerate(loops)]
     if job.task == "continue":
         wav, sr = audio.load(p.get("seed_audio") or p.get("input"))
         out, _ = ag.continue_audio(wav, sr, float(p["seconds"]), keep_prompt=bool(p.get("keep_prompt", True)),
@@ -262,17 +321,28 @@ def run_batch(ag, jobs_path: str | os.PathLike, out_dir: str | os.PathLike, *, s
                 _fail(out, {"job": job.index, "name": job.name}, str(err))
                 continue
             wall = time.time() - started
-            for output, (wav, extra) in zip(job.outputs(), results):
+            for output, (result, extra) in zip(job.outputs(), results):
                 if output in done:
                     continue
-                loop = audio.LoopInfo(**extra["loop"]) if extra.get("loop") else None
-                save_output(out / output, wav, ag.sample_rate, loop=loop, plot=plot or bool(job.params.get("plot")))
-                if loop is not None:  # before the manifest row: a job the manifest calls done is in loops.json
-                    record_loop(out / output, loop, sample_rate=ag.sample_rate)
                 row = {"output": output, "job": job.index, "name": job.name, "task": job.task,
-                       "params": job.params, "seed": job.params.get("seed"),
-                       "seconds": wav.shape[-1] / ag.sample_rate, "sample_rate": ag.sample_rate,
-                       "wall_seconds": round(wall, 3), "model": identity, "shard": f"{index}/{count}", **extra}
+                       "params": job.params, "seed": job.params.get("seed"), "wall_seconds": round(wall, 3),
+                       "shard": f"{index}/{count}"}
+                if isinstance(result, pretty_midi.PrettyMIDI):  # a compose job's sketch
+                    save_midi(out / output, result)
+                    append_line(out / "manifest.jsonl", json.dumps({**row, "seconds": result.get_end_time()},
+                                                                   sort_keys=True))
+                    continue
+                extra = dict(extra)
+                sketch = extra.pop("sketch", None)
+                if sketch is not None:  # a composed loop: its sketch beside it, named in its rows
+                    extra["sketch"] = save_midi((out / output).with_suffix(".mid"), sketch).name
+                loop = audio.LoopInfo(**extra["loop"]) if extra.get("loop") else None
+                save_output(out / output, result, ag.sample_rate, loop=loop,
+                            plot=plot or bool(job.params.get("plot")))
+                if loop is not None:  # before the manifest row: a job the manifest calls done is in loops.json
+                    record_loop(out / output, loop, sample_rate=ag.sample_rate, sketch=extra.get("sketch"))
+                row.update({"seconds": result.shape[-1] / ag.sample_rate, "sample_rate": ag.sample_rate,
+                            "model": identity, **extra})
                 append_line(out / "manifest.jsonl", json.dumps(row, sort_keys=True))
             finished += 1
     finally:

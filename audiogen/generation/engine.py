@@ -7,6 +7,8 @@
     loops, sr = ag.loops(count=4, bars=4, bpm=120)         # list of [C, L], L bar-exact
     batch, sr = ag.generate(seconds=5, count=2)            # [count, C, N]
     pm = ag.compose(bars=8, style="folk", key="D", meter="3/4", bpm=120)   # a pretty_midi.PrettyMIDI sketch
+    sketches = ag.loop_sketches(4, 4, 120)                 # one per loop (None without a composer)
+    loops, sr = ag.loops(4, 4, 120, midi=sketches)         # compose, then render
 
 Every call takes a `SamplingConfig` (`sampling=`) or any of its fields as keywords (temperature, top_k,
 top_p, guidance, seed): the CLI's and batch jobs' defaults, from `audiogen.generation.options`. No call keeps
@@ -14,7 +16,8 @@ state between calls: the same arguments give the same audio on a device.
 
 `compose` writes MIDI with the composer (`audiogen.composer`): the one of `AudioGen.load(..., composer=DIR)`,
 else the model folder's `composer/` subfolder, else the bundled composer; it is loaded (on the CPU, where it
-is fast) at the first `compose` call.
+is fast) at the first `compose` call. `loop_sketches` composes one sketch per loop (the loop's bars, meter
+N/4 and BPM, `loop=True`): `audiogen loops` without `--midi`, `loops` batch jobs and `render --compose` use it.
 """
 
 from __future__ import annotations
@@ -31,13 +34,13 @@ import torch
 from .. import checkpoint
 from ..codec import load_codec
 from ..composer import options as compose_options
+from ..composer.generate import bundled_composer, load_composer
 from ..composer.generate import compose as compose_midi
-from ..composer.generate import load_composer
 from ..composer.model import Composer
 from ..errors import AudiogenError
 from ..lm.model import LM
 from ..runtime import DTYPE_NAMES, resolve_device, resolve_dtype
-from .loops import DEFAULT_CROSSFADE, make_loops
+from .loops import DEFAULT_CROSSFADE, check_loop, loop_meter, make_loops
 from .options import (
     BATCH_SIZE,
     BEATS_PER_BAR,
@@ -178,6 +181,7 @@ class AudioGen:
               on_loop: Callable[[int, np.ndarray], None] | None = None) -> tuple[list[np.ndarray], int]:
         """`count` seamless loops of exactly `bars` bars at `bpm`, each float32 `[C, L]`.
 
+        `midi`: one sketch for every loop, or a list with one per loop (`loop_sketches`).
         `on_loop(i, loop)` is called as each loop is finished (to write files while the rest generate).
         """
         sampling = SamplingConfig.from_overrides(sampling, guidance=guidance, temperature=temperature, top_k=top_k,
@@ -187,16 +191,55 @@ class AudioGen:
                          batch_size=batch_size, crossfade=crossfade, progress=progress, on_loop=on_loop)
         return out, self.sample_rate
 
+    def _composer_source(self) -> Composer | str | os.PathLike | None:
+        """composer= as given, else the model folder's composer/, else the bundled one; None: there is none."""
+        if self._composer is not None:
+            return self._composer
+        if self.model_dir is not None:
+            inner = compose_options.composer_folder(self.model_dir)
+            if inner != Path(self.model_dir):
+                return inner
+        return bundled_composer()
+
+    @property
+    def has_composer(self) -> bool:
+        """Whether `compose` has a composer: composer= given, the model folder's composer/, or a bundled one."""
+        return self._composer_source() is not None
+
     @property
     def composer(self) -> Composer:
         """The composer `compose` uses, loaded on first use (one-line `AudiogenError` when there is none)."""
         if not isinstance(self._composer, Composer):
-            source = self._composer
-            if source is None and self.model_dir is not None:
-                inner = compose_options.composer_folder(self.model_dir)
-                source = inner if inner != Path(self.model_dir) else None
+            source = self._composer_source()
+            if source is None:
+                raise AudiogenError("no composer: pass --composer DIR (made by `audiogen train composer`), or keep "
+                                    f"one in the model folder's {compose_options.SUBFOLDER}/")
             self._composer = load_composer(source)
         return self._composer
+
+    def loop_sketches(self, count: int = LOOP_COUNT, bars: int = LOOP_BARS, bpm: float = LOOP_BPM, *,
+                      beats_per_bar: int = BEATS_PER_BAR, style: str | None = None, seed: int = 0,
+                      compose: bool | None = None, **options: Any) -> list[pretty_midi.PrettyMIDI] | None:
+        """One composed MIDI sketch per loop, for `loops(midi=...)`; None for free loops.
+
+        Loop i's sketch: `bars` bars of `beats_per_bar`/4 at `bpm`, composed with `loop=True` (its last bar
+        leads into its first) and seed `seed + i`, in `style` (None: the composer's default style).
+        `compose`: None composes when a composer is available (`has_composer`) or a `style` is asked for,
+        else returns None (free loops, no error); True needs a composer; False returns None (and refuses a
+        `style`). `options`: the rest of `audiogen.composer.compose` (key, temperature, top_k, ...).
+        Bad input (bars, BPM, a meter or style the composer lacks) is an `AudiogenError` before anything runs.
+        """
+        if compose is False:
+            if style is not None:
+                raise AudiogenError("a style is for composed sketches: drop --no-compose (or --midi)")
+            return None
+        check_loop(count=count, bars=bars, bpm=bpm, beats_per_bar=beats_per_bar)
+        if compose is None and style is None and not self.has_composer:
+            return None
+        meter = loop_meter(beats_per_bar)
+        style = compose_options.STYLE if style is None else style
+        return [self.compose(bars=bars, style=style, meter=meter, bpm=bpm, loop=True, seed=seed + i, **options)
+                for i in range(count)]
 
     def compose(self, *, bars: int = compose_options.BARS, style: str = compose_options.STYLE,
                 key: str | int | None = compose_options.KEY, meter: str | tuple[int, int] = compose_options.METER,

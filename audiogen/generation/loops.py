@@ -9,7 +9,9 @@ length), except that its last `crossfade` seconds fade (equal power) into the pr
 `crossfade` seconds, `x[a - X : a]`. At the wrap the file therefore goes from (almost exactly)
 `x[a - 1]` to `x[a]`: two samples that were generated next to each other. With a MIDI sketch,
 the sketch is fitted to the loop's bars and repeated, so the pre-roll plays the loop's last
-bars and the crossfade joins like with like.
+bars and the crossfade joins like with like. `midi` may also be one sketch per loop (a list):
+`AudioGen.loop_sketches` composes them (`loop_meter`: a loop of N beats is a bar of N/4), and the
+CLI and batch jobs save each beside its loop file and name it in the loop's `loops.json` row.
 
 The WAV carries the `smpl` chunk (loop start/end) and the `acid` chunk (tempo, beats, meter); an
 Ogg or FLAC loop carries `LOOPSTART` / `LOOPLENGTH` Vorbis comments (`audio.save`). Beside the files,
@@ -22,7 +24,8 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from copy import copy as shallow_copy
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +34,7 @@ import pretty_midi
 import torch
 
 from .. import audio
+from ..composer.vocab import METERS
 from ..errors import AudiogenError
 from ..fileio import update_json
 from ..midi import beat_grid, load_midi, midi_features
@@ -62,6 +66,15 @@ def check_loop(*, count: int, bars: int, bpm: float, beats_per_bar: int) -> None
         raise AudiogenError(f"a {bars}-bar loop at {bpm:g} BPM lasts over {MAX_LOOP_SECONDS:g} s")
 
 
+def loop_meter(beats_per_bar: int) -> str:
+    """The composer's meter for a loop of `beats_per_bar` quarter-note beats a bar ("N/4"), or an AudiogenError."""
+    if (beats_per_bar, 4) not in METERS:
+        known = ", ".join(str(n) for n, d in sorted(METERS) if d == 4)
+        raise AudiogenError(f"the composer writes no {beats_per_bar}/4 bars (beats per bar: {known}); "
+                            "pass --midi SKETCH.mid or --no-compose")
+    return f"{beats_per_bar}/4"
+
+
 def loop_length(bars: int, bpm: float, beats_per_bar: int, sample_rate: int) -> int:
     """Samples in the loop: the bar-exact length rounded to the nearest sample."""
     return int(round(loop_seconds(bars, bpm, beats_per_bar) * sample_rate))
@@ -77,6 +90,12 @@ def fit_sketch(
     sketch's last bars there) and repeats the loop `cycles` times after.
     """
     beats_in_loop = bars * beats_per_bar
+    if sketch.time_signature_changes and all((ts.numerator, ts.denominator) == (beats_per_bar, 4)
+                                             for ts in sketch.time_signature_changes):
+        # A sketch in the loop's own meter N/4 counts quarter notes, as the loop does; pretty_midi would
+        # group 6/4 (9/4, 12/4) in dotted halves. A view without its meter has quarter-note beats.
+        sketch = shallow_copy(sketch)
+        sketch.time_signature_changes = []
     beats, _ = beat_grid(sketch, until=0.0)
     beats, _ = beat_grid(sketch, until=float(beats[min(len(beats) - 1, beats_in_loop)]) + 1.0)
     source_beats = beats[: beats_in_loop + 1]
@@ -114,12 +133,14 @@ def fit_sketch(
 
 def make_loops(
     lm, codec, *, count: int, bars: int, bpm: float, beats_per_bar: int = 4,
-    midi: str | os.PathLike | pretty_midi.PrettyMIDI | None = None, prompt: tuple[torch.Tensor, int] | None = None,
+    midi: str | os.PathLike | pretty_midi.PrettyMIDI | Sequence[Any] | None = None,
+    prompt: tuple[torch.Tensor, int] | None = None,
     sampling: SamplingConfig, batch_size: int = 4, crossfade: float = DEFAULT_CROSSFADE, progress: Any = False,
     on_loop: Callable[[int, np.ndarray], None] | None = None,
 ) -> list[np.ndarray]:
     """`count` loops, each float32 `[C, L]` with L = `loop_length(...)` samples exactly.
 
+    `midi`: one sketch (path or PrettyMIDI) for every loop, or a list of `count`, loop i's sketch at i.
     `on_loop(i, loop)` is called as each loop is finished (after its batch), so callers can write files
     while later batches still generate.
     """
@@ -135,20 +156,24 @@ def make_loops(
     X = int(round(fade * sr))
     T = math.ceil((a + L) / hop)
 
-    cond = None
+    conds: list[torch.Tensor] = []  # [T', F] each: one for every loop, or one per loop
     if midi is not None:
         if not lm.config.cond_features:
             raise AudiogenError("this model is unconditional: loops from a MIDI sketch need a MIDI-conditioned model")
-        fitted = fit_sketch(load_midi(midi), bars=bars, bpm=bpm, beats_per_bar=beats_per_bar,
-                            preroll_bars=preroll_bars, cycles=2)
-        cond = midi_features(fitted, frame_rate=codec.frame_rate, num_frames=T + lm.config.cond_lookahead + 1,
-                             max_seconds=None)
+        many = isinstance(midi, (list, tuple))
+        sketches = list(midi) if many else [midi]
+        if many and len(sketches) != count:
+            raise ValueError(f"midi: one sketch or a list of {count}, got {len(sketches)}")
+        for sketch in sketches:
+            fitted = fit_sketch(load_midi(sketch), bars=bars, bpm=bpm, beats_per_bar=beats_per_bar,
+                                preroll_bars=preroll_bars, cycles=2)
+            conds.append(midi_features(fitted, frame_rate=codec.frame_rate,
+                                       num_frames=T + lm.config.cond_lookahead + 1, max_seconds=None))
     prompt_codes, Tp = None, 0
     if prompt is not None:
         prompt_codes, _ = encode_prompt(codec, prompt[0], prompt[1], max_frames=min(prompt_limit(lm) // 2, T))
         Tp = prompt_codes.shape[-1]
-        if cond is not None:
-            cond = torch.cat([torch.zeros(Tp, cond.shape[1]), cond])
+        conds = [torch.cat([torch.zeros(Tp, c.shape[1]), c]) for c in conds]
 
     loops: list[np.ndarray] = []
     shared = None
@@ -160,8 +185,10 @@ def make_loops(
     for first in range(0, count, batch_size):
         b = min(batch_size, count - first)
         item_sampling = SamplingConfig(**{**sampling.__dict__, "seed": sampling.seed + first})
-        codes = generate_tokens(lm, num_frames=Tp + T, batch_size=b, prompt=prompt_codes,
-                                cond=None if cond is None else cond[None].to(device_of(lm)),
+        cond = None
+        if conds:  # [1, T', F] shared by the batch, or [b, T', F]: each loop its own sketch
+            cond = torch.stack(conds[first : first + b] if len(conds) > 1 else conds).to(device_of(lm))
+        codes = generate_tokens(lm, num_frames=Tp + T, batch_size=b, prompt=prompt_codes, cond=cond,
                                 sampling=item_sampling, progress=progress, desc="loops")
         x = decode(codec, codes, start_frame=Tp, samples=T * hop)  # [b, C, T * hop]
         for item in x:
@@ -198,8 +225,12 @@ def check_format(fmt: str) -> str:
     return fmt
 
 
-def record_loop(path: str | os.PathLike, loop: audio.LoopInfo, *, sample_rate: int) -> dict[str, Any]:
+def record_loop(path: str | os.PathLike, loop: audio.LoopInfo, *, sample_rate: int,
+                sketch: str | None = None) -> dict[str, Any]:
     """Add (or replace) the row of the loop file `path` in `loops.json` beside it; returns the row.
+
+    `sketch`: the file name of the MIDI sketch the loop was rendered from, saved beside it (the row's
+    "sketch" field; absent for free loops and loops from a user's `--midi`).
 
     The file is rewritten atomically under a lock of its folder, so batch shards writing into one
     folder keep each other's rows. Rows are sorted by file name.
@@ -210,6 +241,8 @@ def record_loop(path: str | os.PathLike, loop: audio.LoopInfo, *, sample_rate: i
            "loop_length": int(loop.end - loop.start + 1), "bpm": loop.bpm,
            "bars": int(loop.beats or 0) // beats_per_bar, "beats_per_bar": beats_per_bar,
            "sample_rate": int(sample_rate)}
+    if sketch is not None:
+        row["sketch"] = str(sketch)
 
     def update(index: Any) -> dict[str, Any]:
         old = index.get("loops", []) if isinstance(index, dict) else []
