@@ -94,6 +94,19 @@ def load_weights(directory: str | os.PathLike) -> dict[str, torch.Tensor]:
     return load_tensors(Path(directory) / WEIGHTS_NAME)
 
 
+def load_into(module: torch.nn.Module, directory: str | os.PathLike) -> None:
+    """Copy a folder's weights into `module` (built from its config.json; stored fp16/bf16 weights take the
+    module's dtype); weights that do not fit the config are one clear line, not a 60-line traceback."""
+    state = load_weights(directory)
+    try:
+        missing, unexpected = module.load_state_dict(state, strict=False)
+    except RuntimeError:  # same names, different shapes
+        raise AudiogenError(f"{directory}: weights do not match config.json (tensor shapes differ)") from None
+    if missing or unexpected:
+        raise AudiogenError(f"{directory}: weights do not match config.json "
+                            f"(missing {len(missing)}, unexpected {len(unexpected)} tensors)")
+
+
 def config_hash(config: dict[str, Any]) -> str:
     """A short stable identity for a config (used to tell codecs apart in datasets)."""
     return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]

@@ -176,14 +176,7 @@ class EncodecCodec(Codec):
         meta = checkpoint.read_config(directory, kind=KIND)
         config = meta["config"] if num_codebooks is None else {**meta["config"], "num_codebooks": num_codebooks}
         codec = cls(from_dict(CodecConfig, config))
-        state = checkpoint.load_weights(directory)
-        try:
-            missing, unexpected = codec.load_state_dict(state, strict=False)
-        except RuntimeError:  # same names, different shapes
-            raise AudiogenError(f"{directory}: weights do not match config.json (tensor shapes differ)") from None
-        if missing or unexpected:
-            raise AudiogenError(f"{directory}: weights do not match config.json "
-                                f"(missing {len(missing)}, unexpected {len(unexpected)} tensors)")
+        checkpoint.load_into(codec, directory)
         return codec.eval()
 
     # ------------------------------------------------------------------ the codec itself

@@ -155,10 +155,6 @@ class Composer(nn.Module):
         model = cls(from_dict(ComposerConfig, meta["config"], "model"))
         if meta.get("vocab") != model.vocab.fingerprint:
             raise AudiogenError(f"{directory}: made with another event vocabulary (this audiogen cannot read it)")
-        state = {k: v.float() if v.is_floating_point() else v for k, v in checkpoint.load_weights(directory).items()}
-        missing, unexpected = model.load_state_dict(state, strict=False)
-        if missing or unexpected:
-            raise AudiogenError(f"{directory}: weights do not match config.json "
-                                f"(missing {len(missing)}, unexpected {len(unexpected)} tensors)")
+        checkpoint.load_into(model, directory)
         model.meta = {k: v for k, v in meta.items() if k not in ("config", "format_version", "kind")}
         return model.to(device).eval()

@@ -490,10 +490,6 @@ class LM(nn.Module):
         """The model of a folder, in eval mode; `model.meta` holds config.json's other entries."""
         meta = checkpoint.read_config(directory, kind=KIND)
         model = cls(from_dict(LMConfig, meta["config"], "model"))
-        state = checkpoint.load_weights(directory)
-        missing, unexpected = model.load_state_dict(state, strict=False)
-        if missing or unexpected:
-            raise AudiogenError(f"{directory}: weights do not match config.json "
-                                f"(missing {len(missing)}, unexpected {len(unexpected)} tensors)")
+        checkpoint.load_into(model, directory)
         model.meta = {k: v for k, v in meta.items() if k not in ("config", "format_version", "kind")}
         return model.to(device).eval()

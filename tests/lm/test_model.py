@@ -289,3 +289,18 @@ def test_packed_decode_follows_weight_changes() -> None:
     assert torch.allclose(_decode_all(clone, tokens, None, None, prompt=2), plain, atol=1e-5)
     clone.clear_cache()
     assert clone._decoder is None and clone.caches is None
+
+
+@pytest.mark.parametrize("change", [{"dim": 48}, {"num_layers": 3}])
+def test_weights_that_do_not_fit_the_config_are_one_line(tmp_path, change) -> None:
+    """A config.json edited after the save (other shapes, or other tensor names): an AudiogenError, not a
+    60-line size-mismatch traceback (the codec and composer loaders share the same check)."""
+    import json
+
+    LM(LMConfig(num_codebooks=2, codebook_size=16, dim=32, num_layers=2, num_heads=2, context=8)).save(tmp_path / "m")
+    meta = json.loads((tmp_path / "m" / "config.json").read_text())
+    meta["config"].update(change)
+    (tmp_path / "m" / "config.json").write_text(json.dumps(meta))
+    with pytest.raises(AudiogenError, match="weights do not match config.json") as caught:
+        LM.load(tmp_path / "m")
+    assert "\n" not in str(caught.value)
