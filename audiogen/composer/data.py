@@ -4,7 +4,7 @@
     data = EventData("data/composer", val_fraction=0.05)
     tokens, targets = data.train_batch(seed=0, index=7, batch_size=16, length=512, transpose=5)
 
-Pieces come from `audiogen.scores` (the same listing the audio corpus uses: chorales, renaissance
+Pieces come from `audiogen.corpus.sources` (the same listing the audio corpus uses: chorales, renaissance
 polyphony, folk tunes, classical movements; or every .mid under a folder). The corpus group is
 the style (`chorales` -> chorale; a MIDI folder takes the label the user gives). Each piece is
 parsed once and cached in `DIR/pieces/<hash>.npy` (int16, or `<hash>.err` when it cannot be
@@ -68,7 +68,7 @@ class DatasetSummary:
 
 def _score_midi(path: str, tune: int | None, folk: bool, steps_per_quarter: int):
     """A music21 score -> (PrettyMIDI, pickup steps): repeats written out, long movements cut, a
-    folk tune's chord symbols played (as `audiogen.scores` does for the audio corpus)."""
+    folk tune's chord symbols played (as `audiogen.corpus.sources` does for the audio corpus)."""
     import pretty_midi
     from music21 import converter, stream
     from music21.midi import translate

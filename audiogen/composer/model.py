@@ -5,7 +5,7 @@
     model.setup_cache(1); logits = model.prefill(tokens)   # tokens [B, P] -> [B, V]; then decode_step
     model.save("runs/composer"); Composer.load("runs/composer")
 
-The project keeps one Transformer: this is `audiogen.model.LM` with one codebook whose "codes"
+The project keeps one Transformer: this is `audiogen.lm.model.LM` with one codebook whose "codes"
 are the event vocabulary (`audiogen.composer.vocab`), so the blocks (RMSNorm pre-norm, rotary
 attention with a sliding window, SwiGLU), the ring KV cache and the fast CPU / CUDA decode steps
 are the LM's own. Conditioning (style, key, meter, tempo, bar count) is the header tokens at the

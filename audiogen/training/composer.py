@@ -2,10 +2,10 @@
 
     recipe = load_recipe(ComposerRecipe, "recipes/composer/composer.toml", overrides)
     task = ComposerTask(recipe, device=torch.device("cpu"))
-    audiogen.train.run(task, recipe.train, "runs/composer", device=..., resume=...)
+    audiogen.training.loop.run(task, recipe.train, "runs/composer", device=..., resume=...)
 
 Trains `Composer` on the event dataset of `audiogen.composer.data` with the shared loop
-(`audiogen/train.py`: AdamW, warm-up + cosine, clipping, accumulation, bf16 autocast on CUDA,
+(`audiogen/training/loop.py`: AdamW, warm-up + cosine, clipping, accumulation, bf16 autocast on CUDA,
 `torchrun`, `--train.max_minutes`, atomic checkpoints, exact resume). The dataset is built (or
 brought up to date from its per-piece cache) by rank 0 when the task starts. A batch is a pure
 function of (seed, step, micro-step, rank): rows of `model.context + 1` tokens packing crops
@@ -73,7 +73,7 @@ class ComposerRecipe:
 
 
 class ComposerTask:
-    """The composer and its event data, for `audiogen.train.run`."""
+    """The composer and its event data, for `audiogen.training.loop.run`."""
 
     def __init__(self, recipe: ComposerRecipe, *, device: torch.device, rank: int = 0, world: int = 1,
                  quiet: bool = True):
