@@ -19,7 +19,7 @@ force there and the bars left; transposition by up to +-`transpose` semitones (d
 training rows pack crops one after another. A batch is a pure function of (seed, index), so
 resumed and multi-process runs read exactly the same data.
 
-`python -m pytest tests/composer/test_data.py` exercises it.
+`python -m pytest tests/composer/test_composer_data.py` exercises it.
 """
 
 from __future__ import annotations

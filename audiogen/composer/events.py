@@ -17,7 +17,7 @@ Decoding writes `resolution` 480 ticks a quarter, the tempo (the header's metron
 `bpm=` exactly), the meters, the key signature, one instrument per program (drums apart), and a
 text event "end" at the end of the last bar, so `pm.get_end_time()` is exactly the bars written.
 
-`python -m pytest tests/composer/test_vocab.py` exercises it.
+`python -m pytest tests/composer/test_composer_vocab.py` exercises it.
 """
 
 from __future__ import annotations

@@ -27,7 +27,7 @@ which bar 1 is most likely to come next is kept. `metrics.loop_transition` measu
 Bad input raises `AudiogenError` with one line: bars < 1, an unknown style, an impossible meter
 or key, a non-positive tempo, a prompt with no notes or as long as the request.
 
-`python -m pytest tests/composer/test_generate.py` exercises it.
+`python -m pytest tests/composer/test_composer_generate.py` exercises it.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@
 Histograms can be taken relative to the key (`key=`: rotated so the tonic is 0), which is what
 comparing styles needs (pieces in different keys are otherwise far apart for no musical reason).
 
-`python -m pytest tests/composer/test_metrics.py` exercises it.
+`python -m pytest tests/composer/test_composer_metrics.py` exercises it.
 """
 
 from __future__ import annotations

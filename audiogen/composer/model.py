@@ -14,7 +14,7 @@ and its pattern is "parallel" (with one codebook, no delay). The LM's extra inpu
 (`SPECIAL`) is never fed. The model folder is `config.json` (kind "composer", this config) +
 `model.safetensors`, written with `audiogen.checkpoint` (fp16 with `half=True`: the bundled size).
 
-`python -m pytest tests/composer/test_training.py` exercises it.
+`python -m pytest tests/composer/test_composer_training.py` exercises it.
 """
 
 from __future__ import annotations

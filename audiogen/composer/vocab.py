@@ -25,7 +25,7 @@ that a model maps to user labels (a MIDI folder's style).
 Keys are pretty_midi key numbers: 0-11 C..B major, 12-23 C..B minor. `parse_key("F#m")`,
 `parse_meter("6/8")` raise `AudiogenError` with one line for impossible input.
 
-`python -m pytest tests/composer/test_vocab.py` exercises it.
+`python -m pytest tests/composer/test_composer_vocab.py` exercises it.
 """
 
 from __future__ import annotations
