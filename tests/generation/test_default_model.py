@@ -24,8 +24,11 @@ pytestmark = [
 
 def test_bundle_is_complete_and_small() -> None:
     files = sorted(p.relative_to(ROOT).as_posix() for p in ROOT.rglob("*") if p.is_file())
-    assert files == ["codec/config.json", "codec/model.safetensors", "config.json", "model.safetensors"]
-    assert sum((ROOT / f).stat().st_size for f in files) <= 25_000_000
+    assert files == ["codec/config.json", "codec/model.safetensors", "composer/config.json",
+                     "composer/model.safetensors", "config.json", "model.safetensors"]
+    sizes = {f: (ROOT / f).stat().st_size for f in files}
+    assert sum(v for f, v in sizes.items() if not f.startswith("composer/")) <= 25_000_000  # LM + codec
+    assert sizes["composer/config.json"] + sizes["composer/model.safetensors"] <= 5_000_000  # the composer's own budget
     assert default_codec_dir() == ROOT / "codec"
     # every file of the bundle is package data, so a wheel install carries it
     patterns = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())
@@ -41,3 +44,17 @@ def test_loads_with_no_arguments_and_generates() -> None:
     again, _ = ag.generate(seconds=0.2, count=1, seed=3)
     assert sr == 24000 and wav.shape[-1] == round(0.2 * sr) and wav.dtype == np.float32
     assert np.array_equal(wav, again) and np.isfinite(wav).all() and np.abs(wav).max() > 0
+
+
+def test_the_bundled_composer_writes_the_bars_asked_for() -> None:
+    from audiogen.composer.generate import bar_seconds
+
+    ag = AudioGen.load()
+    assert ag.has_composer
+    pm = ag.compose(bars=4, style="folk", key="D", meter="3/4", bpm=120, seed=1)
+    again = ag.compose(bars=4, style="folk", key="D", meter="3/4", bpm=120, seed=1)
+    notes = [n for inst in pm.instruments for n in inst.notes]
+    assert pm.get_end_time() == pytest.approx(4 * bar_seconds("3/4", 120))
+    assert notes and all(n.start < pm.get_end_time() for n in notes)
+    assert [(n.pitch, n.start) for n in notes] == [(n.pitch, n.start) for i in again.instruments for n in i.notes]
+    assert [ts.numerator for ts in pm.time_signature_changes] == [3]
