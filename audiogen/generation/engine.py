@@ -224,9 +224,10 @@ class AudioGen:
 
         Loop i's sketch: `bars` bars of `beats_per_bar`/4 at `bpm`, composed with `loop=True` (its last bar
         leads into its first) and seed `seed + i`, in `style` (None: the composer's default style).
-        `compose`: None composes when a composer is available (`has_composer`) or a `style` is asked for,
-        else returns None (free loops, no error); True needs a composer; False returns None (and refuses a
-        `style`). `options`: the rest of `audiogen.composer.compose` (key, temperature, top_k, ...).
+        `compose`: None composes when a composer is available (`has_composer`) and the model is
+        MIDI-conditioned, or when a `style` is asked for, else returns None (free loops, no error); True
+        needs a composer and a MIDI-conditioned model; False returns None (and refuses a `style`).
+        `options`: the rest of `audiogen.composer.compose` (key, temperature, top_k, ...).
         Bad input (bars, BPM, a meter or style the composer lacks) is an `AudiogenError` before anything runs.
         """
         if compose is False:
@@ -234,8 +235,10 @@ class AudioGen:
                 raise AudiogenError("a style is for composed sketches: drop --no-compose (or --midi)")
             return None
         check_loop(count=count, bars=bars, bpm=bpm, beats_per_bar=beats_per_bar)
-        if compose is None and style is None and not self.has_composer:
-            return None
+        if compose is None and style is None and not (self.conditional and self.has_composer):
+            return None  # free loops: nothing to compose with, or a model that cannot follow a sketch
+        if not self.conditional:
+            raise AudiogenError("this model is unconditional: composed loops need a MIDI-conditioned model")
         meter = loop_meter(beats_per_bar)
         style = compose_options.STYLE if style is None else style
         return [self.compose(bars=bars, style=style, meter=meter, bpm=bpm, loop=True, seed=seed + i, **options)

@@ -131,6 +131,24 @@ def test_without_a_composer_loops_stay_free_and_composer_dir_names_one(
     check_sketch(named / "loop-01.mid", bars=2, beats=3, bpm=180.0)
 
 
+def test_an_unconditional_model_makes_free_loops_beside_a_composer(composer: Path, tmp_path: Path,
+                                                                   capsys) -> None:
+    """The bundled composer is no use to a model that cannot follow MIDI: loops stay free; asking for
+    composed loops (--composer, --style) is one line, not a render error after composing."""
+    from audiogen.composer.generate import bundled_composer
+
+    assert bundled_composer() is not None  # the case this guards: a composer there, unused
+    plain = make_tiny_model(tmp_path / "plain", conditional=False)
+    out = tmp_path / "free"
+    assert run_main("loops", "-o", out, "--model", plain, *LOOP_ARGS) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["loop-00.wav", "loop-01.wav", LOOP_INDEX]
+    capsys.readouterr()
+    assert run_main("loops", "-o", tmp_path / "styled", "--model", plain, "--composer", composer,
+                    "--style", STYLE, *LOOP_ARGS) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and "unconditional" in err[0] and not (tmp_path / "styled").exists()
+
+
 def test_batch_compose_jobs_and_styled_loops_resume(model: Path, tmp_path: Path) -> None:
     jobs = tmp_path / "jobs.jsonl"
     lines = [{"task": "compose", "bars": 3, "style": STYLE, "key": "D", "meter": "3/4", "bpm": 100, "name": "tune"},
