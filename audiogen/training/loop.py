@@ -80,6 +80,11 @@ class TrainConfig:
         if self.fit_steps_to_budget and not self.max_minutes > 0:
             raise AudiogenError("train: fit_steps_to_budget needs a max_minutes budget")
 
+    @property
+    def last_step(self) -> int:
+        """Where this invocation stops: `steps`, or `stop_after` when that comes first."""
+        return min(self.steps, self.stop_after) if self.stop_after > 0 else self.steps
+
 
 CALIBRATION_STEPS = 20  # steps skipped (warm-up of kernels and caches), then timed, by fit_steps_to_budget
 
@@ -212,7 +217,7 @@ def run(
                 for key, value in slots.items():
                     if isinstance(value, torch.Tensor) and key != "step":
                         slots[key] = value.to(device)
-    end = min(cfg.steps, cfg.stop_after) if cfg.stop_after > 0 else cfg.steps
+    end = cfg.last_step
     if step >= end:
         if main:
             print(f"{out}: already trained to step {step} (steps = {cfg.steps}); nothing to do")
@@ -312,7 +317,7 @@ def run(
                 fitted = step + int(max(0.0, budget_s - (time.time() - started)) * 0.97 / per_step)
                 fitted_steps = distributed.broadcast_int(max(fitted, step + 1), device)
                 cfg = dataclasses.replace(cfg, steps=fitted_steps)
-                end = min(cfg.steps, cfg.stop_after) if cfg.stop_after > 0 else cfg.steps
+                end = cfg.last_step
                 progress.total = end
                 if main and not quiet:
                     progress.write(f"{per_step * 1000:.0f} ms/step: schedule fitted to {fitted_steps} steps "
