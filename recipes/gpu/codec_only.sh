@@ -6,17 +6,7 @@ set -u
 START=$(date +%s); DEV_OUT=${OUT:?the device tool sets OUT}; CODEC_MIN=${CODEC_MIN:-3.5}
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
 export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True
-mkdir -p data/gpu && tar -C data/gpu -xf .gpu/corpus.tar && mv data/gpu/corpus/audio data/gpu/audio
-python3 - <<'PY'
-import os
-from concurrent.futures import ProcessPoolExecutor
-from pathlib import Path
-import soundfile as sf
-def decode(f):
-    wav, sr = sf.read(f, dtype="int16"); sf.write(f.with_suffix(".wav"), wav, sr, subtype="PCM_16"); f.unlink()
-with ProcessPoolExecutor(os.cpu_count()) as pool:
-    list(pool.map(decode, sorted(Path("data/gpu/audio").glob("*.ogg"))))
-PY
+python3 recipes/gpu/unpack_corpus.py data/gpu || exit 1
 echo "data ready after $(( $(date +%s) - START )) s"
 # shellcheck disable=SC2086
 python3 -m audiogen train codec recipes/gpu/codec.toml -o runs/codec --device cuda --quiet \

@@ -33,31 +33,8 @@ AG="$PY -m audiogen"
 $AG info 2>&1 | tee -a "$OUT/run.log"
 
 # ---- 1. data: the Opus corpus back to WAV under the same names (so the same files are held out)
-if [ ! -f "$DATA/audio/.done" ]; then
-    mkdir -p "$DATA/audio" && tar -C "$DATA" -xf .gpu/corpus.tar && rm -rf "$DATA/audio" && mv "$DATA/corpus/audio" "$DATA/audio"
-    $PY - "$DATA/audio" "$SMOKE" <<'PY'
-import sys, os
-from concurrent.futures import ProcessPoolExecutor
-from pathlib import Path
-import soundfile as sf
-root, smoke = Path(sys.argv[1]), sys.argv[2] == "1"
-files = sorted(root.glob("*.ogg"))
-if smoke:  # a handful of files: the rehearsal tests the script, not the model
-    keep = set(files[:12])
-    for f in files:
-        if f not in keep:
-            f.unlink(); f.with_suffix(".mid").unlink(missing_ok=True)
-    files = files[:12]
-def decode(f):
-    wav, sr = sf.read(f, dtype="int16")
-    sf.write(f.with_suffix(".wav"), wav, sr, subtype="PCM_16")
-    f.unlink()
-with ProcessPoolExecutor(os.cpu_count()) as pool:
-    list(pool.map(decode, files))
-print(f"{len(files)} files decoded")
-PY
-    touch "$DATA/audio/.done"
-fi
+KEEP=0; [ "$SMOKE" = 1 ] && KEEP=12
+$PY recipes/gpu/unpack_corpus.py "$DATA" --keep "$KEEP" || { log "corpus unpack failed"; exit 1; }
 log "data: $(ls "$DATA"/audio/*.wav | wc -l) WAV files"
 
 if [ "$SMOKE" = 1 ]; then
