@@ -40,6 +40,8 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    if args.composer is not None:
+        return _eval_composer(args)
     from ..evaluation.report import model_report, print_model_report
 
     if args.files < 1 or args.seconds <= 0 or args.loops < 1:
@@ -50,6 +52,23 @@ def cmd_eval(args: argparse.Namespace) -> int:
                           plot_dir=args.plots)
     report["model"] = ag.identity
     print_model_report(report)
+    if args.json:
+        from ..fileio import write_json
+
+        write_json(args.json, report)
+    return 0
+
+
+def _eval_composer(args: argparse.Namespace) -> int:
+    """`eval --composer [DIR]`: the composer's figures instead of the audio model's."""
+    if args.pieces < 1 or args.build_pieces < 2 or not 0 < args.val_fraction < 1:
+        raise AudiogenError("--pieces must be positive, --build-pieces at least 2, --val-fraction between 0 and 1")
+    from ..evaluation.report import composer_eval, print_composer_report
+
+    model_dir = args.composer or args.model  # --composer alone: the --model folder's composer, else the bundled one
+    report = composer_eval(model_dir, args.composer_data, pieces=args.pieces, val_fraction=args.val_fraction,
+                           build_pieces=args.build_pieces, quiet=args.quiet)
+    print_composer_report(report)
     if args.json:
         from ..fileio import write_json
 
@@ -109,6 +128,18 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", metavar="FILE", help="also write the report as JSON (default: no file)")
     p.add_argument("--plots", metavar="DIR", help="a PNG per held-out file: input spectrogram above the codec's"
                                                        " output (default: no plots)")
+    p.add_argument("--composer", nargs="?", const="", metavar="DIR",
+                   help="evaluate the composer instead: DIR, or with no DIR the --model folder's composer, else the "
+                        "bundled one (default: evaluate the audio model)")
+    p.add_argument("--composer-data", default="data/composer", metavar="DIR",
+                   help="with --composer: the event dataset `audiogen train composer` builds; held-out pieces come "
+                        "from it, and it is built from --build-pieces scores when missing (default: %(default)s)")
+    p.add_argument("--pieces", type=int, default=16,
+                   help="with --composer: pieces to compose per style, and held-out pieces per style to compare "
+                        "with (default: %(default)s)")
+    p.add_argument("--build-pieces", type=int, default=400,
+                   help="with --composer and no dataset yet: scores of music21's corpus to parse, spread over it "
+                        "(about 0.4 s each) (default: %(default)s)")
     add_dtype(p)
     add_common(p)
     p.set_defaults(func=cmd_eval)

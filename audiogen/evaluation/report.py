@@ -7,8 +7,14 @@ Every figure stands beside a reference, on held-out material:
     and without the MIDI (what the conditioning is worth);
   * MIDI renders: chroma cosine similarity to the MIDI and onset F1 (mir_eval, 50 ms), beside
     the same figures for the corpus's own General MIDI synth rendering of that MIDI;
-  * loops: the seam score (1 = the wrap is like any other moment of the loop), beside the score
-    of the same audio cut at the same length without closing the loop;
+  * continuations (3 s prompt, the rest of `seconds` continued): own-track retrieval (is each
+    continuation's fingerprint nearest its own file's true continuation, passed through the codec so
+    the codec's loss does not count?) beside repeating the prompt; the energy of the last 3 s over the
+    prompt's; the longest stretch under -50 dBFS;
+  * loops: the drop-based seam score and the 0.2 s timbre seam (1 = the wrap is like any other
+    moment of the loop), beside the same audio cut at the same length without closing the loop;
+    with a composer and a MIDI-conditioned model, composed loops too (what `audiogen loops` makes
+    by default), with the chroma similarity of each loop to its own sketch;
   * the real-time factor of every task (audio seconds per wall second; > 1 is faster than real time).
 Held-out files are the validation split the recipes use (same hash of the file name, same fraction).
 """
@@ -217,6 +223,97 @@ def lm_figures(ag, pairs: list[tuple[Path, Path]], *, seconds: float) -> dict[st
     return out
 
 
+LOOP_BARS, LOOP_BPM, LOOP_BEATS = 4, 120.0, 4  # the loops eval makes: 4 bars of 4/4 at 120 BPM (8 s)
+PROMPT_SECONDS = 3.0  # continuations: 3 s of each held-out file (less for short `seconds`), continued for the rest
+
+
+def continuation_figures(ag, pairs: list[tuple[Path, Path]], *, seconds: float, seed: int = 0,
+                         rtf: list[float] | None = None, progress: Any = None) -> dict[str, float]:
+    """Continue the first 3 s of each held-out file for `seconds - 3` s and say how well it stays.
+
+    (For `seconds` under 10 the prompt is 0.3 of it, and the energy tail 3 s or what is continued.)
+
+    * `own_track`: share of continuations whose fingerprint (mel statistics and chroma) is nearest the
+      true continuation of their own file among every file's, each true continuation passed through
+      the model's codec first (so what the codec loses does not count); `own_track_repeat`: the same
+      for the prompt simply repeated (what a continuation that only copies scores);
+    * `energy_last3s`: mean square of the continuation's last 3 s over the prompt's (mean; min too);
+    * `longest_quiet_s`: the longest stretch under -50 dBFS in any continuation of a non-silent prompt.
+    """
+    import time
+
+    import numpy as np
+
+    from .musicmetrics import energy_ratio, fingerprint, longest_quiet, own_track_hits
+
+    prompt_seconds = min(PROMPT_SECONDS, 0.3 * seconds)
+    continued_seconds = seconds - prompt_seconds
+    sr = ag.sample_rate
+    queries, repeats, references, energies, quiet = [], [], [], [], []
+    for k, (wav_path, _) in enumerate(pairs):
+        wav, file_sr = audio.load(wav_path, seconds=seconds)
+        wav = audio.prepare(wav, file_sr, target_rate=sr, channels=ag.channels)  # [C, N]
+        cut = int(round(prompt_seconds * sr))
+        prompt, truth = wav[:, :cut], wav[:, cut:]
+        start = time.perf_counter()
+        out, out_sr = ag.continue_audio(prompt, sr, continued_seconds, keep_prompt=False, seed=seed + k)
+        if rtf is not None:
+            rtf.append(continued_seconds / (time.perf_counter() - start))
+        with torch.no_grad():
+            device = next(ag.lm.parameters()).device
+            passed = ag.codec.decode(ag.codec.encode(truth[None].to(device)))[0, :, : truth.shape[-1]].cpu()
+        queries.append(fingerprint(out, out_sr))
+        repeats.append(fingerprint(prompt.repeat(1, math.ceil(truth.shape[-1] / cut))[:, : truth.shape[-1]], sr))
+        references.append(fingerprint(passed, sr))
+        energies.append(energy_ratio(out, prompt, out_sr, tail=min(3.0, continued_seconds)))
+        if float(prompt.pow(2).mean()) > 1e-8:
+            quiet.append(longest_quiet(out, out_sr))
+        if progress is not None:
+            progress.update(1)
+    # Retrieval among one file means nothing: NaN then (the other figures stand).
+    retrieval = (lambda q: float(np.mean(own_track_hits(q, references)))) if len(pairs) > 1 else (lambda q: math.nan)
+    return {"own_track": retrieval(queries), "own_track_repeat": retrieval(repeats),
+            "chance": 1.0 / len(pairs), "energy_last3s": float(np.mean(energies)),
+            "energy_last3s_min": float(np.min(energies)), "longest_quiet_s": float(max(quiet, default=0.0)),
+            "prompt_seconds": prompt_seconds, "continued_seconds": continued_seconds}
+
+
+def _loop_figures(ag, *, seed: int, compose: bool = False, rtf: list[float] | None = None,
+                  progress: Any = None) -> dict[str, float]:
+    """One loop (free, or from a sketch the composer writes) and its seams, beside a plain cut."""
+    import time
+
+    from ..generation.loops import fit_sketch, loop_length
+    from .musicmetrics import chroma_similarity, seam_score, timbre_seam
+
+    sketch = ag.loop_sketches(1, LOOP_BARS, LOOP_BPM, beats_per_bar=LOOP_BEATS, seed=seed)[0] if compose else None
+    start = time.perf_counter()
+    made, sr = ag.loops(1, LOOP_BARS, LOOP_BPM, beats_per_bar=LOOP_BEATS, midi=sketch, seed=seed, batch_size=1)
+    loop = made[0]
+    if rtf is not None:
+        rtf.append(loop.shape[-1] / sr / (time.perf_counter() - start))
+    out = {"seam": seam_score(loop, sr), "timbre_seam": timbre_seam(loop, sr)}
+    if sketch is None:  # the same model's audio cut at the loop's length, not closed: the reference
+        free, _ = ag.generate(seconds=loop.shape[-1] / sr + 0.5, seed=seed)
+        cut = free[0][:, : loop_length(LOOP_BARS, LOOP_BPM, LOOP_BEATS, sr)]
+        out.update(uncut_seam=seam_score(cut, sr), uncut_timbre_seam=timbre_seam(cut, sr))
+    else:  # does the audio play what the composer wrote? (the sketch on the loop's own grid)
+        fitted = fit_sketch(sketch, bars=LOOP_BARS, bpm=LOOP_BPM, beats_per_bar=LOOP_BEATS, preroll_bars=0, cycles=1)
+        out["sketch_chroma"] = chroma_similarity(loop, sr, fitted)
+    if progress is not None:
+        progress.update(1)
+    return out
+
+
+def _mean_figures(rows: list[dict[str, float]]) -> dict[str, float]:
+    """Mean of each figure over `rows`, and the worst (max) seam."""
+    import numpy as np
+
+    out = {f"{k}_mean" if "seam" in k else k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
+    out.update({f"{k}_max": float(np.max([r[k] for r in rows])) for k in ("seam", "timbre_seam")})
+    return out
+
+
 def model_report(ag, corpus: str | Path, *, files: int = 6, seconds: float = 10.0, loops: int = 4,
                  val_fraction: float = 0.05, reference: bool = True, seed: int = 0,
                  quiet: bool = False, plot_dir: str | Path | None = None) -> dict[str, Any]:
@@ -225,8 +322,7 @@ def model_report(ag, corpus: str | Path, *, files: int = 6, seconds: float = 10.
 
     import numpy as np
 
-    from ..generation.loops import loop_length
-    from .musicmetrics import chroma_similarity, midi_onsets, onset_f1, seam_score
+    from .musicmetrics import chroma_similarity, midi_onsets, onset_f1
 
     pairs = held_out_pairs(corpus, val_fraction=val_fraction, count=files)
     report: dict[str, Any] = {"corpus": str(corpus), "held_out_files": [str(a.name) for a, _ in pairs],
@@ -236,7 +332,8 @@ def model_report(ag, corpus: str | Path, *, files: int = 6, seconds: float = 10.
     report["codec"] = {"kbps": codec["kbps"], **{k: v for k, v in codec["mean"].items() if k != "file"}}
     report["lm"] = lm_figures(ag, pairs, seconds=2 * seconds)
     rtf: dict[str, list[float]] = {"render": [], "continue": [], "loops": []}
-    progress = bar(len(pairs) * 2 + loops, "eval", quiet=quiet, unit="task")
+    compose = ag.conditional and ag.has_composer  # what `audiogen loops` makes by default
+    progress = bar(len(pairs) * 2 + loops * (2 if compose else 1), "eval", quiet=quiet, unit="task")
 
     if ag.conditional:
         renders, synth = [], []
@@ -256,25 +353,15 @@ def model_report(ag, corpus: str | Path, *, files: int = 6, seconds: float = 10.
                             "synth_chroma": float(np.mean([s[0] for s in synth])),
                             "synth_onset_f1": float(np.mean([s[1] for s in synth]))}
 
-    for k, (wav_path, _) in enumerate(pairs):
-        seed_wav, sr = audio.load(wav_path, seconds=min(4.0, seconds))
-        start = time.perf_counter()
-        ag.continue_audio(seed_wav, sr, seconds, keep_prompt=False, seed=seed + k)
-        rtf["continue"].append(seconds / (time.perf_counter() - start))
-        progress.update(1)
+    report["continuation"] = continuation_figures(ag, pairs, seconds=seconds, seed=seed, rtf=rtf["continue"],
+                                                  progress=progress)
 
-    seams, naive = [], []
-    for k in range(loops):
-        start = time.perf_counter()
-        made, sr = ag.loops(1, 4, 120, seed=seed + k, batch_size=1)
-        rtf["loops"].append(made[0].shape[-1] / sr / (time.perf_counter() - start))
-        seams.append(seam_score(made[0], sr))
-        free, _ = ag.generate(seconds=made[0].shape[-1] / sr + 0.5, seed=seed + k)
-        naive.append(seam_score(free[0][:, : loop_length(4, 120, 4, sr)], sr))
-        progress.update(1)
+    free = [_loop_figures(ag, seed=seed + k, rtf=rtf["loops"], progress=progress) for k in range(loops)]
+    report["loops"] = {**_mean_figures(free), "count": loops, "bars": LOOP_BARS, "bpm": LOOP_BPM}
+    if compose:
+        composed = [_loop_figures(ag, seed=seed + k, compose=True, progress=progress) for k in range(loops)]
+        report["composed_loops"] = {**_mean_figures(composed), "count": loops, "bars": LOOP_BARS, "bpm": LOOP_BPM}
     progress.close()
-    report["loops"] = {"seam_mean": float(np.mean(seams)), "seam_max": float(np.max(seams)),
-                       "uncut_seam_mean": float(np.mean(naive)), "count": loops, "bars": 4, "bpm": 120}
     report["real_time_factor"] = {k: float(np.mean(v)) for k, v in rtf.items() if v}
     return report
 
@@ -297,8 +384,81 @@ def print_model_report(report: dict[str, Any]) -> None:
         r = report["render"]
         add("render", "chroma similarity", r["chroma"], r["synth_chroma"], "reference: GM synth; chance ~0.4-0.5")
         add("render", "onset F1 (50 ms)", r["onset_f1"], r["synth_onset_f1"], "reference: GM synth")
-    lp = report["loops"]
-    add("loops", "seam score", lp["seam_mean"], lp["uncut_seam_mean"], "1 = seamless; reference: plain cut")
+    if "continuation" in report:
+        c = report["continuation"]
+        add("continue", "own-track retrieval", c["own_track"], c["own_track_repeat"],
+            f"reference: the prompt repeated; chance {c['chance']:.2f}")
+        add("continue", "energy, last 3 s / prompt", c["energy_last3s"], "", f"min {c['energy_last3s_min']:.3f}")
+        add("continue", "longest stretch < -50 dBFS (s)", c["longest_quiet_s"], "", "worst continuation")
+    for key, section in (("loops", "loops"), ("composed_loops", "composed loops")):
+        if key not in report:
+            continue
+        lp = report[key]
+        reference = (lp["uncut_seam_mean"], lp["uncut_timbre_seam_mean"]) if "uncut_seam_mean" in lp else ("", "")
+        add(section, "seam score (drop)", lp["seam_mean"], reference[0], "1 = seamless; reference: plain cut")
+        add(section, "timbre seam (0.2 s)", lp["timbre_seam_mean"], reference[1], f"worst {lp['timbre_seam_max']:.2f}")
+        if "sketch_chroma" in lp:
+            add(section, "chroma vs own sketch", lp["sketch_chroma"], "", "the composer's MIDI")
     for task, value in report["real_time_factor"].items():
         add("speed", f"{task} x real time", value, "", "> 1 is faster than real time")
     print_table(rows, title=f"audiogen eval on {len(report['held_out_files'])} held-out files of {report['corpus']}")
+
+
+def composer_eval(model_dir: str | Path | None, data_dir: str | Path, *, pieces: int = 16, bars: int = 8,
+                  seed: int = 0, val_fraction: float = 0.05, build_pieces: int = 400,
+                  quiet: bool = False) -> dict[str, Any]:
+    """`audiogen eval --composer`: `composer_report` of a composer on its event dataset's held-out pieces.
+
+    `model_dir`: a composer folder (or a model folder holding one; None: the bundled composer).
+    `data_dir`: the dataset `audiogen train composer` builds (index.json + events.npy). When it is
+    missing, `build_pieces` scores spread over music21's corpus are parsed into it first (minutes;
+    the held-out split is a hash of each piece's name, so it agrees with the training run's).
+    """
+    import sys
+
+    from ..composer.data import EventData, build_dataset
+    from ..composer.generate import load_composer
+    from ..composer.metrics import composer_report
+    from ..composer.options import composer_folder
+
+    model = load_composer(None if model_dir is None else composer_folder(model_dir))
+    data_dir = Path(data_dir)
+    if not (data_dir / "index.json").is_file():
+        if not quiet:
+            print(f"{data_dir}: no composer dataset; parsing {build_pieces} scores of music21's corpus into it",
+                  file=sys.stderr)
+        build_dataset(data_dir, steps_per_quarter=model.vocab.steps_per_quarter, max_pieces=build_pieces,
+                      workers=2, quiet=quiet)
+    data = EventData(data_dir, val_fraction=val_fraction)
+    if data.vocab.fingerprint != model.vocab.fingerprint:
+        raise AudiogenError(f"{data_dir}: built with another event vocabulary than the composer's "
+                            "(pass --composer-data with a matching dataset)")
+    if not data.val_pieces:
+        raise AudiogenError(f"{data_dir}: no held-out pieces (add pieces, or raise --val-fraction)")
+    report = composer_report(model, data, pieces=pieces, bars=bars, seed=seed, loop=True)
+    report.update(data=str(data_dir), heldout_pieces=len(data.val_pieces), pieces_per_style=pieces, bars=bars)
+    return report
+
+
+def print_composer_report(report: dict[str, Any]) -> None:
+    """The composer's figures, each beside its reference (held-out pieces, the bigram)."""
+    rows = []
+
+    def add(section: str, name: str, value: Any, reference: Any = "", note: str = "") -> None:
+        rows.append({"section": section, "metric": name, "value": value, "reference": reference, "note": note})
+
+    h = report["heldout"]
+    add("held-out", "NLL per event (nats)", h["nll"], h["bigram_nll"], f"reference: bigram; ratio {h['nll_ratio']:.3f}")
+    for style, gen in report["generated_styles"].items():
+        held = report["heldout_styles"].get(style, {})
+        add(style, "share of notes in key", gen["in_key"], held.get("in_key", ""), "reference: held-out pieces")
+        add(style, "pitch-class distance", gen["profile_distance_to_heldout"],
+            report["profile_distance_between_styles"], "to held-out; reference: between styles")
+        add(style, "onsets on the grid", gen["grid"], held.get("grid", ""))
+        add(style, "bar self-similarity", gen["self_similarity"], held.get("self_similarity", ""),
+            "repetition structure")
+    if "loop" in report:
+        add("--loop", "wrap NLL (last -> first bar)", report["loop"]["wrap_nll"], report["loop"]["inner_nll"],
+            "reference: inner bar -> next bar")
+    print_table(rows, title=f"audiogen eval --composer: {report['heldout_pieces']} held-out pieces of {report['data']},"
+                            f" {report['pieces_per_style']} generated pieces of {report['bars']} bars per style")

@@ -7,6 +7,7 @@ compose's outputs are read back on the grid; bad input is one stderr line, exit 
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -14,7 +15,7 @@ import pretty_midi
 import pytest
 from composer_helpers import midi_folder, song
 from conftest import read_csv, run_cli
-from tinymodel import make_tiny_model
+from tinymodel import make_tiny_model, run_main
 
 from audiogen.composer.events import midi_to_events
 from audiogen.composer.generate import bar_seconds, compose, load_composer
@@ -160,3 +161,27 @@ def test_the_engine_composes_with_its_model_folders_composer(run: Path, tmp_path
     explicit = AudioGen.load(make_tiny_model(tmp_path / "bare"), device="cpu", composer=run)
     assert notes(explicit.compose(**request)) == expected
     assert notes(explicit.compose(**{**request, "seed": 5})) != expected
+
+
+def test_eval_composer_prints_every_figure_beside_its_reference(run: Path, tmp_path: Path, capsys) -> None:
+    """`audiogen eval --composer RUN --composer-data DATA`: held-out NLL beside the bigram, generated pieces beside
+    held-out ones, the loop wrap beside inner transitions; the same figures in --json."""
+    report_path = tmp_path / "composer.json"
+    code = run_main("eval", "--composer", run, "--composer-data", run.parent / "data", "--pieces", "1",
+                    "--val-fraction", "0.5", "--json", report_path, "--quiet")
+    assert code == 0
+    printed = capsys.readouterr().out
+    for line in ("NLL per event", "share of notes in key", "pitch-class distance", "onsets on the grid",
+                 "bar self-similarity", "wrap NLL"):
+        assert line in printed
+    report = json.loads(report_path.read_text())
+    assert report["heldout"]["nll"] > 0 and report["heldout"]["bigram_nll"] > 0 and report["heldout_pieces"] >= 1
+    assert report["generated_styles"]["jigs"]["grid"] == 1.0 and report["loop"]["wrap_nll"] > 0  # the user style
+    # a folder that is not a composer dataset, and an impossible count: one line each, no report
+    report_path.unlink()
+    assert run_main("eval", "--composer", run, "--composer-data", tmp_path / "data-missing", "--build-pieces", "1",
+                    "--json", report_path) == 2
+    assert run_main("eval", "--composer", run, "--composer-data", run.parent / "data", "--pieces", "0") == 2
+    errors = capsys.readouterr().err.splitlines()
+    assert len(errors) == 2 and all(e.startswith("audiogen: error: ") for e in errors)
+    assert not report_path.exists()

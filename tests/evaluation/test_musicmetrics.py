@@ -16,11 +16,16 @@ import torch
 from audiogen.errors import AudiogenError
 from audiogen.evaluation.musicmetrics import (
     chroma_similarity,
+    energy_ratio,
+    fingerprint,
+    longest_quiet,
     loop_wrap_click,
     midi_onsets,
     onset_f1,
+    own_track_hits,
     real_time_factor,
     seam_score,
+    timbre_seam,
 )
 
 SR = 24000
@@ -198,3 +203,60 @@ def test_real_time_factor():
     assert real_time_factor(10.0, 2.0) == 5.0
     assert real_time_factor(1.0, 4.0) == 0.25
     assert real_time_factor(0.0, 0.0) == 0.0
+
+
+def test_timbre_seam_loop_of_a_period_is_one_and_a_break_is_not(render):
+    audio, _, _ = render
+    loop = audio[:, 4 * SR : 8 * SR]  # C Am F G repeats every 4 s: its second period wraps onto itself
+    seamless = timbre_seam(loop, SR)
+    rotated = timbre_seam(np.roll(loop, int(1.3 * SR), axis=1), SR)  # the wrap mid-chord
+    broken = loop.copy()
+    broken[:, -int(0.6 * SR) :] = 0.0  # the end falls silent: silence -> music at the wrap
+    # another piece of music glued on: the last second is noise, not the chord that leads to bar 1
+    glued = loop.copy()
+    glued[:, -SR:] = 0.2 * np.random.default_rng(0).standard_normal((loop.shape[0], SR))
+    scores = (seamless, rotated, timbre_seam(broken, SR), timbre_seam(glued, SR))
+    print("timbre seam: seamless {:.2f} rotated {:.2f} silent end {:.2f} noise end {:.2f}".format(*scores))
+    assert 0.5 < seamless < 1.5 and 0.5 < rotated < 1.5
+    assert scores[2] > 3 and scores[3] > 2
+    assert timbre_seam(np.zeros((2, 2 * SR)), SR) == 1.0  # silence is seamless
+    assert timbre_seam(torch.from_numpy(loop).float(), SR) == pytest.approx(seamless, rel=1e-4)  # a tensor
+    with pytest.raises(AudiogenError):
+        timbre_seam(np.zeros(SR // 2), SR)  # shorter than 6 windows of 0.2 s
+
+
+def _tone(seconds: float, freq: float, *, seed: int = 0) -> np.ndarray:
+    t = np.arange(int(seconds * SR)) / SR
+    phase = np.random.default_rng(seed).uniform(0, 2 * np.pi)
+    return (0.3 * np.sin(2 * np.pi * freq * t + phase) + 0.1 * np.sin(2 * np.pi * 3 * freq * t)).astype(np.float32)
+
+
+def test_own_track_retrieval_finds_each_clip_of_the_same_source(render):
+    audio, _, _ = render
+    noise = lambda seed: 0.1 * np.random.default_rng(seed).standard_normal(4 * SR)  # noqa: E731
+    # references: the first half of each source; queries: a later stretch of the same source
+    references = [fingerprint(audio[:, : 4 * SR], SR), fingerprint(_tone(4, 220.0), SR),
+                  fingerprint(noise(0), SR), fingerprint(_tone(4, 1500.0), SR)]
+    queries = [fingerprint(audio[:, 4 * SR :], SR), fingerprint(_tone(3, 220.0, seed=1), SR),
+               fingerprint(noise(1), SR), fingerprint(_tone(3, 1500.0, seed=2), SR)]
+    assert all(f.shape == (76,) and np.isfinite(f).all() for f in references + queries)
+    assert own_track_hits(queries, references) == [True] * 4
+    assert own_track_hits(queries[::-1], references) == [False] * 4  # every query against another source
+    with pytest.raises(AudiogenError):
+        own_track_hits(queries[:1], references[:1])
+    with pytest.raises(AudiogenError):
+        fingerprint(np.zeros(100), SR)
+
+
+def test_energy_ratio_and_longest_quiet():
+    tone = _tone(6, 330.0)
+    assert energy_ratio(tone, tone[: 3 * SR], SR) == pytest.approx(1.0, rel=0.01)
+    assert energy_ratio(0.5 * tone, tone[: 3 * SR], SR) == pytest.approx(0.25, rel=0.01)
+    faded = tone.copy()
+    faded[-3 * SR :] = 0
+    assert energy_ratio(faded, tone, SR) == 0.0 and energy_ratio(tone, np.zeros(SR), SR) == 0.0
+    gap = tone.copy()
+    gap[SR : SR + int(1.2 * SR)] = 0.0
+    assert longest_quiet(gap, SR) == pytest.approx(1.2, abs=0.1)
+    assert longest_quiet(tone, SR) == 0.0
+    assert longest_quiet(np.stack([gap, gap]), SR) == pytest.approx(1.2, abs=0.1)  # [C, N]

@@ -44,13 +44,15 @@ def test_every_section_with_finite_figures(tmp_path: Path, capsys) -> None:
     corpus = write_corpus(tmp_path / "corpus")
     ag = AudioGen.load(make_tiny_model(tmp_path / "model", sample_rate=SAMPLE_RATE, ratios=(4, 4, 4)), device="cpu")
     assert ag.frame_rate == 250.0 and ag.conditional
-    pairs = held_out_pairs(corpus)
-    assert pairs and all(m == a.with_suffix(".mid") for a, m in pairs)
+    pairs = held_out_pairs(corpus, val_fraction=0.9)
+    assert len(pairs) >= 2 and all(m == a.with_suffix(".mid") for a, m in pairs)
 
     torch.manual_seed(0)
-    report = model_report(ag, corpus, files=2, seconds=1.0, loops=1, quiet=True)
-    assert set(report) == {"corpus", "held_out_files", "seconds_per_file", "codec", "lm", "render", "loops",
-                           "real_time_factor"}
+    report = model_report(ag, corpus, files=2, seconds=1.0, loops=1, val_fraction=0.9, quiet=True)
+    # the bundled composer serves a conditional model that has none of its own: composed loops too
+    assert ag.has_composer
+    assert set(report) == {"corpus", "held_out_files", "seconds_per_file", "codec", "lm", "render", "continuation",
+                           "loops", "composed_loops", "real_time_factor"}
     assert report["held_out_files"] == [a.name for a, _ in pairs][:2]
 
     codec = report["codec"]
@@ -68,9 +70,18 @@ def test_every_section_with_finite_figures(tmp_path: Path, capsys) -> None:
     assert set(render) == {"chroma", "onset_f1", "synth_chroma", "synth_onset_f1"} and finite(render)
     assert all(0.0 <= v <= 1.0 for v in render.values())
 
+    cont = report["continuation"]
+    assert finite(cont) and cont["chance"] == 0.5 and cont["prompt_seconds"] == pytest.approx(0.3)
+    assert cont["own_track"] in (0.0, 0.5, 1.0) and cont["own_track_repeat"] in (0.0, 0.5, 1.0)
+    assert cont["energy_last3s"] >= cont["energy_last3s_min"] >= 0 and 0 <= cont["longest_quiet_s"] <= 0.7
+
     loops = report["loops"]
     assert loops["count"] == 1 and loops["bars"] == 4 and loops["bpm"] == 120 and finite(loops)
     assert loops["seam_max"] >= loops["seam_mean"] > 0 and loops["uncut_seam_mean"] > 0
+    assert loops["timbre_seam_max"] >= loops["timbre_seam_mean"] > 0 and loops["uncut_timbre_seam_mean"] > 0
+    composed = report["composed_loops"]
+    assert finite(composed) and composed["timbre_seam_mean"] > 0 and 0 <= composed["sketch_chroma"] <= 1
+    assert "uncut_seam_mean" not in composed
 
     rtf = report["real_time_factor"]
     assert set(rtf) == {"render", "continue", "loops"} and finite(rtf) and min(rtf.values()) > 0
@@ -78,5 +89,5 @@ def test_every_section_with_finite_figures(tmp_path: Path, capsys) -> None:
     print_model_report(report)
     printed = capsys.readouterr().out
     for line in ("SI-SNR dB", "high-frequency ratio > 4 kHz", "bits per second", "onset F1", "seam score",
-                 "loops x real time"):
+                 "own-track retrieval", "timbre seam", "chroma vs own sketch", "loops x real time"):
         assert line in printed
