@@ -7,7 +7,8 @@ Crops are a pure function of (seed, index): any DataLoader worker, any DDP rank 
 run produce the same item for the same index, so map-style samplers (DistributedSampler
 included) just work. Files are split into train/validation by a hash of their path
 (`folders.is_validation`), deterministic and stable as files are added. Shards are opened
-as read-only memmaps lazily in each worker process.
+as read-only memmaps lazily in each worker process; the index is validated on opening
+(`format.read_index`), so a damaged dataset is one error line, not a read past a shard's end.
 """
 
 from __future__ import annotations

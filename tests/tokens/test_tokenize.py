@@ -103,6 +103,18 @@ def test_garbage_past_the_index_is_cut(tmp_path: Path) -> None:
     assert shard.stat().st_size == size + entry["frames"] * 2 * 2
 
 
+def test_one_file_with_its_midi(tmp_path: Path) -> None:
+    """`audiogen tokenize ONE.wav` pairs ONE.mid beside it (its path is stored relative to that folder)."""
+    from tinymodel import write_sketch
+
+    write_tone(tmp_path / "one.wav", 0.5, 220)
+    write_sketch(tmp_path / "one.mid", seconds=0.5)
+    codec, spec = tiny_codec(tmp_path)
+    summary = tokenize(tmp_path / "one.wav", tmp_path / "ds", codec, codec_spec=spec, quiet=True)
+    assert summary.paired == 1
+    assert read_index(tmp_path / "ds")["entries"]["one.wav"]["midi"] == "one.mid"
+
+
 @pytest.mark.slow
 def test_killed_run_resumes_without_reencoding(tmp_path: Path) -> None:
     audio_dir, out = tmp_path / "audio", tmp_path / "ds"
