@@ -10,6 +10,7 @@ strings (`--data.root=audio/`). Unknown keys and wrong types are user errors wit
 from __future__ import annotations
 
 import dataclasses
+import math
 import tomllib
 import types
 import typing
@@ -91,7 +92,13 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise AudiogenError(f"{where}: expected a number, got {value!r}")
-        return float(value)
+        try:
+            number = float(value)
+        except OverflowError:  # an integer too large for a float
+            number = math.inf
+        if not math.isfinite(number):  # TOML reads nan and inf: no setting means either
+            raise AudiogenError(f"{where} must be a finite number, got {value!r}")
+        return number
     if tp is str:
         if not isinstance(value, str):
             raise AudiogenError(f"{where}: expected a string, got {value!r}")
@@ -128,15 +135,24 @@ def merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def parse_override(text: str) -> dict[str, Any]:
-    """`--section.key=value` (or `section.key=value`) as a nested dict."""
+def _override_keys(text: str) -> tuple[list[str], str]:
+    """(keys, raw value) of `--section.key=value`; each key a name (no empty parts: `--train.=5`)."""
     body = text[2:] if text.startswith("--") else text
     if "=" not in body:
         raise AudiogenError(f"override {text!r} must look like --section.key=value")
     dotted, raw = body.split("=", 1)
-    keys = [k for k in dotted.strip().split(".") if k]
-    if not keys:
+    dotted = dotted.strip()
+    if not dotted:
         raise AudiogenError(f"override {text!r} has no key")
+    keys = dotted.split(".")
+    if not all(k.isidentifier() for k in keys):
+        raise AudiogenError(f"override {text!r}: {dotted!r} is not a setting name (--section.key=value)")
+    return keys, raw
+
+
+def parse_override(text: str) -> dict[str, Any]:
+    """`--section.key=value` (or `section.key=value`) as a nested dict."""
+    keys, raw = _override_keys(text)
     try:
         value = tomllib.loads(f"v = {raw}")["v"]
     except tomllib.TOMLDecodeError:
@@ -163,10 +179,46 @@ def read_toml(path: str | Path) -> dict[str, Any]:
         raise AudiogenError(f"cannot read recipe {path}: {err.strerror}") from None
     except tomllib.TOMLDecodeError as err:
         raise AudiogenError(f"recipe {path} is not valid TOML: {err}") from None
+    except UnicodeDecodeError:  # a binary file
+        raise AudiogenError(f"recipe {path} is not valid TOML: not UTF-8 text") from None
+
+
+def _dataclass_in(tp: Any) -> Any:
+    """The dataclass `tp` names (also inside `X | None`), else None."""
+    if dataclasses.is_dataclass(tp):
+        return tp
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        found = [a for a in typing.get_args(tp) if dataclasses.is_dataclass(a)]
+        return found[0] if len(found) == 1 else None
+    return None
+
+
+def check_override(cls: type, text: str) -> None:
+    """Refuse an override that does not name one setting of `cls`: an unknown section or key, a key
+    below a setting (`--train.steps.x=1`), or a whole table (`--train={}` would reset it to code defaults)."""
+    keys, _ = _override_keys(text)
+    tp: Any = cls
+    for depth, key in enumerate(keys):
+        table = _dataclass_in(tp)
+        if table is None:
+            if typing.get_origin(tp) is dict or tp is Any:
+                return  # a free-form table takes any key
+            raise AudiogenError(f"override {text!r}: {'.'.join(keys[:depth])} is a setting, not a table")
+        names = {f.name for f in dataclasses.fields(table) if f.init}
+        if key not in names:
+            raise AudiogenError(f"override {text!r}: unknown setting {'.'.join(keys[:depth + 1])} "
+                                f"(known: {', '.join(sorted(names))})")
+        tp = typing.get_type_hints(table)[key]
+    if _dataclass_in(tp) is not None:
+        dotted = ".".join(keys)
+        raise AudiogenError(f"override {text!r}: {dotted} is a table of settings; set them one at a time "
+                            f"(--{dotted}.KEY=VALUE)")
 
 
 def load_recipe(cls: type[T], path: str | Path | None, overrides: list[str] | None = None) -> T:
     """Defaults from `cls`, then the TOML file, then `--section.key=value` overrides."""
+    for text in overrides or []:  # the command line first: its mistakes are the cheapest to report
+        check_override(cls, text)
     # Start from the class's own defaults (including per-recipe default factories), so a
     # recipe section that sets one key keeps the recipe's other defaults.
     data: dict[str, Any] = merge(to_dict(cls()), read_toml(path) if path is not None else {})

@@ -21,9 +21,31 @@ DTYPE_NAMES: dict[torch.dtype, str] = {v: k for k, v in DTYPES.items()}
 LM_DTYPES = ("fp32", "bf16", "auto")  # what a language model runs in (`--dtype`); fp16 is for storage only
 
 
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise AudiogenError(f"environment variable {name}={raw!r} is not an integer "
+                            f"(torchrun sets it; unset it to run alone)") from None
+
+
 def env_world() -> tuple[int, int, int]:
-    """(rank, world_size, local_rank) from torchrun's environment (0, 1, 0 when run alone)."""
-    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("LOCAL_RANK", 0))
+    """(rank, world_size, local_rank) from torchrun's environment (0, 1, 0 when run alone).
+
+    Values that no torchrun would set (not integers, WORLD_SIZE < 1, RANK or LOCAL_RANK outside
+    0..WORLD_SIZE-1) are one line naming the variable: run on, they would do nothing, quietly, or the wrong share.
+    """
+    rank, world, local = _env_int("RANK", 0), _env_int("WORLD_SIZE", 1), _env_int("LOCAL_RANK", 0)
+    if world < 1:
+        raise AudiogenError(f"environment variable WORLD_SIZE={world} must be at least 1")
+    for name, value in (("RANK", rank), ("LOCAL_RANK", local)):
+        if not 0 <= value < world:
+            raise AudiogenError(f"environment variable {name}={value} must be in 0..{world - 1} "
+                                f"(WORLD_SIZE={os.environ.get('WORLD_SIZE', '1, unset')})")
+    return rank, world, local
 
 
 def resolve_device(name: str) -> torch.device:

@@ -79,11 +79,24 @@ def test_parse_override_nests_keys():
         ("--model.ratios=8", "model.ratios: expected a list"),
         ("--model.ratios=[8, 'x']", "model.ratios: expected an integer"),
         ("--train.betas=[0.9]", "train.betas: expected 2 values"),
-        ("--train=5", "train: expected a table"),
+        ("--train=5", "train is a table of settings"),
+        ("--train={}", "train is a table of settings"),  # would reset the recipe's [train] to code defaults
+        ("--train.={}", "is not a setting name"),
+        ("--train.=5", "is not a setting name"),
+        ("--train..steps=5", "is not a setting name"),
+        ("--.train.steps=5", "is not a setting name"),
+        ("--train.steps.=5", "is not a setting name"),
+        ("--train.steps.x=5", "train.steps is a setting, not a table"),
         ("--train.stepz=5", "unknown setting train.stepz"),
         ("--nosuch.key=1", "unknown setting nosuch"),
         ("--train.steps", "must look like --section.key=value"),
         ("--=3", "has no key"),
+        ("--train.lr=nan", "train.lr must be a finite number, got nan"),
+        ("--train.lr=inf", "train.lr must be a finite number"),
+        ("--train.lr=-inf", "train.lr must be a finite number"),
+        ("--train.lr=1e999", "train.lr must be a finite number"),
+        (f"--train.lr={10**400}", "train.lr must be a finite number"),
+        ("--train.betas=[nan, 0.9]", "train.betas must be a finite number"),
     ],
 )
 def test_bad_overrides_are_one_line_user_errors(override, words):
@@ -104,6 +117,8 @@ def test_bad_overrides_are_one_line_user_errors(override, words):
         ("[model]\nnum_codebooks = 5\n", "num_codebooks must be in 1..4"),
         ("[losses]\nl1 = 0.0\nmel = 0.0\n", "at least one of l1 and mel"),
         ("[data]\nval_fraction = 1.0\n", "val_fraction"),
+        ("[train]\nlr = nan\n", "train.lr must be a finite number"),
+        ("[losses]\nmel = inf\n", "losses.mel must be a finite number"),
     ],
 )
 def test_bad_recipe_files_are_one_line_user_errors(tmp_path, text, words):
@@ -117,6 +132,18 @@ def test_missing_or_unreadable_recipe(tmp_path):
         load_recipe(CodecRecipe, tmp_path / "nope.toml")
     with pytest.raises(AudiogenError, match="recipe"):
         load_recipe(CodecRecipe, tmp_path)  # a folder, not a file
+    binary = tmp_path / "binary.toml"
+    binary.write_bytes(bytes(range(256)))
+    with pytest.raises(AudiogenError, match="not valid TOML: not UTF-8 text"):
+        load_recipe(CodecRecipe, binary)
+
+
+def test_an_override_of_one_key_keeps_the_rest_of_the_recipe_section():
+    """The recipe's own [train] (composer: 1500 steps, lr 2e-3) survives an override of one key."""
+    from audiogen.training.composer import ComposerRecipe
+
+    recipe = load_recipe(ComposerRecipe, None, ["--train.seed=3"])
+    assert (recipe.train.steps, recipe.train.lr, recipe.train.seed) == (1500, 2e-3, 3)
 
 
 def test_to_dict_from_dict_round_trip():

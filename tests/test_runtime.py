@@ -1,4 +1,5 @@
-"""Device strings: every spelling a user may type resolves, or fails with one line (no GPU needed)."""
+"""Device strings and torchrun's environment: every spelling a user may type resolves, or fails with one
+line (no GPU needed)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import pytest
 import torch
 
 from audiogen.errors import AudiogenError
-from audiogen.runtime import resolve_device
+from audiogen.runtime import env_world, resolve_device
 
 
 def test_cpu_and_auto_resolve_on_a_cpu_machine() -> None:
@@ -49,3 +50,35 @@ def test_cli_refuses_cuda_on_a_cpu_machine_with_one_line(tmp_path) -> None:
                              str(tmp_path / "x.npz"), "--device", "cuda"], capture_output=True, text=True)
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
     assert "no CUDA device" in result.stderr and not (tmp_path / "x.npz").exists()
+
+
+TORCHRUN_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK")
+
+
+@pytest.mark.parametrize("env, expected", [
+    ({}, (0, 1, 0)),
+    ({"RANK": "0", "WORLD_SIZE": "1"}, (0, 1, 0)),
+    ({"RANK": "3", "WORLD_SIZE": "4", "LOCAL_RANK": "1"}, (3, 4, 1)),
+])
+def test_env_world_reads_what_torchrun_sets(monkeypatch, env, expected) -> None:
+    for name in TORCHRUN_VARS:
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert env_world() == expected
+
+
+@pytest.mark.parametrize("env, variable", [
+    ({"RANK": "abc"}, "RANK"), ({"RANK": "-1"}, "RANK"), ({"RANK": "5", "WORLD_SIZE": "2"}, "RANK"),
+    ({"RANK": "1"}, "RANK"), ({"RANK": "1.0", "WORLD_SIZE": "2"}, "RANK"), ({"WORLD_SIZE": "0"}, "WORLD_SIZE"),
+    ({"WORLD_SIZE": "-2"}, "WORLD_SIZE"), ({"WORLD_SIZE": ""}, "WORLD_SIZE"), ({"LOCAL_RANK": "-1"}, "LOCAL_RANK"),
+    ({"LOCAL_RANK": "2", "RANK": "0", "WORLD_SIZE": "2"}, "LOCAL_RANK"),
+])
+def test_env_world_refuses_what_no_torchrun_sets(monkeypatch, env, variable) -> None:
+    for name in TORCHRUN_VARS:
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(AudiogenError) as err:
+        env_world()
+    assert str(err.value).startswith(f"environment variable {variable}=") and "\n" not in str(err.value)

@@ -25,6 +25,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                    help="codec, lm (the audio language model) or composer (the symbolic MIDI model)")
     p.add_argument("recipe", help="TOML recipe; --section.key=value overrides follow")
     p.add_argument("-o", "--output", required=True, help="run folder (checkpoints, logs, final model)")
-    p.add_argument("--resume", action="store_true", help="continue the run in OUTPUT exactly where it stopped")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in OUTPUT exactly where it stopped: from its newest checkpoint whose "
+                        "checksums hold, else the one before it (and say so)")
     add_common(p)
     p.set_defaults(func=cmd_train, takes_overrides=True)

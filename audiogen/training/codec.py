@@ -32,7 +32,7 @@ from .codec_losses import (
     discriminator_loss,
     feature_matching_loss,
 )
-from .loop import TrainConfig
+from .loop import MAX_CROP_SECONDS, TrainConfig
 
 
 @dataclasses.dataclass
@@ -47,10 +47,16 @@ class CodecDataConfig:
     gain_db: float = 0.0  # random gain in [-gain_db, 0] dB per crop
 
     def validate(self) -> None:
-        if self.crop_seconds <= 0 or self.val_seconds <= 0:
-            raise AudiogenError("data: crop_seconds and val_seconds must be positive")
+        # Written `not <what is allowed>` so that NaN fails every check.
+        if not (0 < self.crop_seconds <= MAX_CROP_SECONDS and 0 < self.val_seconds <= MAX_CROP_SECONDS):
+            raise AudiogenError(f"data: crop_seconds and val_seconds must be in (0, {MAX_CROP_SECONDS:g}] seconds, "
+                                f"got {self.crop_seconds!r} and {self.val_seconds!r}")
         if not 0 <= self.val_fraction < 1:
-            raise AudiogenError("data: val_fraction must be in [0, 1)")
+            raise AudiogenError(f"data: val_fraction must be in [0, 1), got {self.val_fraction!r}")
+        if not 0 <= self.gain_db <= 120:
+            raise AudiogenError(f"data: gain_db must be in [0, 120] dB, got {self.gain_db!r}")
+        if self.val_crops < 1 or self.max_files < 0 or self.split_seed < 0:
+            raise AudiogenError("data: val_crops must be at least 1, max_files and split_seed >= 0")
 
 
 def _small_codec() -> CodecConfig:

@@ -13,6 +13,7 @@ decoder. Turning it off uses the weights as plain multipliers.
 from __future__ import annotations
 
 import dataclasses
+import math
 import warnings
 
 import torch
@@ -44,8 +45,16 @@ class LossConfig:
     mpd_filters: int = 16  # first layer width of each period discriminator
 
     def validate(self) -> None:
-        if min(self.l1, self.mel, self.adversarial, self.feature, self.commitment, self.stft) < 0:
-            raise AudiogenError("losses: weights must be non-negative")
+        weights = (self.l1, self.mel, self.adversarial, self.feature, self.commitment, self.stft)
+        if not all(0 <= w < math.inf for w in weights):  # NaN fails too
+            raise AudiogenError("losses: weights (l1, mel, adversarial, feature, commitment, stft) must be "
+                                "finite numbers >= 0")
+        if not 0 <= self.balancer_ema < 1:
+            raise AudiogenError(f"losses: balancer_ema must be in [0, 1), got {self.balancer_ema!r}")
+        if not 0 <= self.disc_lr_scale < math.inf:
+            raise AudiogenError(f"losses: disc_lr_scale must be a finite number >= 0, got {self.disc_lr_scale!r}")
+        if self.disc_start_step < 0:
+            raise AudiogenError("losses: disc_start_step must be >= 0")
         if self.l1 + self.mel + self.stft == 0:
             raise AudiogenError("losses: at least one of l1 and mel (or stft) must be positive")
         if self.discriminator not in DISCRIMINATORS:

@@ -8,19 +8,42 @@ do not allow; a flat all-reduce serves every task the same way and keeps ranks b
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 
 import torch
 import torch.distributed as dist
 
+from ..errors import AudiogenError
 from ..runtime import env_world
+
+
+def check_env() -> tuple[int, int]:
+    """(rank, world_size) from torchrun's environment, checked: more than one process also needs
+    the rendezvous torchrun sets (MASTER_ADDR, MASTER_PORT); anything else is one line."""
+    rank, world, _ = env_world()
+    if world > 1:
+        missing = [name for name in ("MASTER_ADDR", "MASTER_PORT") if not os.environ.get(name)]
+        if missing:
+            raise AudiogenError(f"WORLD_SIZE={world} but {' and '.join(missing)} "
+                                f"{'is' if len(missing) == 1 else 'are'} not set: start multi-process runs "
+                                f"with torchrun (or unset RANK and WORLD_SIZE to run alone)")
+        port = os.environ["MASTER_PORT"]
+        if not port.isdigit() or not 1 <= int(port) <= 65535:
+            raise AudiogenError(f"environment variable MASTER_PORT={port!r} must be a port number (1..65535)")
+    return rank, world
 
 
 def init(device_kind: str) -> tuple[int, int]:
     """Join the process group torchrun describes; return (rank, world_size)."""
-    rank, world, _ = env_world()
+    rank, world = check_env()
     if world > 1 and not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if device_kind == "cuda" else "gloo")
+        try:
+            dist.init_process_group(backend="nccl" if device_kind == "cuda" else "gloo")
+        except (RuntimeError, ValueError) as err:  # no peer, port taken, ... (DistError is a RuntimeError)
+            first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+            raise AudiogenError(f"cannot join the process group as rank {rank} of {world} at "
+                                f"{os.environ['MASTER_ADDR']}:{os.environ['MASTER_PORT']}: {first}") from None
     return rank, world
 
 

@@ -33,11 +33,14 @@ def train(what: str, recipe_path: str | os.PathLike, out: str | os.PathLike, *, 
         from .composer import ComposerTask as Task
     else:
         raise ValueError(f"nothing to train called {what!r} (codec, lm or composer)")
+    # Everything a user can get wrong is checked before anything is built or written: the environment,
+    # the recipe (types, finite numbers, domains) and the device.
+    distributed.check_env()
     recipe = load_recipe(Recipe, recipe_path, list(overrides))
     cfg = recipe.train
+    torch_device = resolve_device(cfg.device if device == "auto" else device)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    torch_device = resolve_device(cfg.device if device == "auto" else device)
     rank, world = distributed.init(torch_device.type)
     if torch_device.type == "cuda":
         torch.cuda.set_device(torch_device)

@@ -24,7 +24,7 @@ from ..config import to_dict
 from ..errors import AudiogenError
 from ..lm.model import LM, LMConfig
 from ..tokens.crops import TokenCrops, collate
-from .loop import TrainConfig
+from .loop import MAX_CROP_SECONDS, TrainConfig
 
 
 @dataclasses.dataclass
@@ -36,8 +36,13 @@ class LMDataConfig:
     conditioning: str = "auto"  # auto: MIDI when the dataset has it | midi | none
 
     def validate(self) -> None:
-        if self.crop_seconds <= 0:
-            raise AudiogenError("data: crop_seconds must be positive")
+        if not 0 < self.crop_seconds <= MAX_CROP_SECONDS:  # NaN fails too
+            raise AudiogenError(f"data: crop_seconds must be in (0, {MAX_CROP_SECONDS:g}] seconds, "
+                                f"got {self.crop_seconds!r}")
+        if not 0 <= self.val_fraction < 1:
+            raise AudiogenError(f"data: val_fraction must be in [0, 1), got {self.val_fraction!r}")
+        if self.val_crops < 1:
+            raise AudiogenError("data: val_crops must be at least 1")
         if self.conditioning not in ("auto", "midi", "none"):
             raise AudiogenError("data: conditioning must be auto, midi or none")
 

@@ -10,6 +10,8 @@ if it had never stopped).
 Run folder layout:
     config.json + model.safetensors   the exported model (loadable with no training code)
     train_state.safetensors           everything `--resume` needs, in one atomic file
+    train_state.prev.safetensors      the checkpoint before, kept to fall back to (checkpoints.py)
+    checkpoint.json                   sha256 of each of those files, verified by `--resume`
     recipe.json                       the resolved recipe
     train_log.csv, eval_log.csv       scalars per log step / per evaluation
 """
@@ -21,6 +23,7 @@ import csv
 import dataclasses
 import math
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any, Protocol
@@ -29,9 +32,13 @@ import torch
 
 from .. import checkpoint
 from ..errors import AudiogenError
-from ..fileio import remove_stale_temporaries, write_json
+from ..fileio import ensure_writable_dir, remove_stale_temporaries, write_json
 from ..progress import bar
 from . import distributed
+from .checkpoints import MANIFEST_NAME, Checkpoints, read_state_meta
+
+MAX_THREADS = 1024  # torch.set_num_threads with far more stalls the process
+MAX_CROP_SECONDS = 3600.0  # the tasks' data crops (a batch of them is held in memory)
 
 
 @dataclasses.dataclass
@@ -65,17 +72,32 @@ class TrainConfig:
     fit_steps_to_budget: bool = False
 
     def validate(self) -> None:
+        # Written `not <what is allowed>` so that NaN fails every check.
         if self.steps < 1 or self.batch_size < 1 or self.grad_accum < 1:
             raise AudiogenError("train: steps, batch_size and grad_accum must be at least 1")
-        if self.lr <= 0:
-            raise AudiogenError("train: lr must be positive")
+        if not 0 < self.lr < math.inf:
+            raise AudiogenError(f"train: lr must be a positive finite number, got {self.lr!r}")
+        if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
+            raise AudiogenError(f"train: betas must be two numbers in [0, 1), got {list(self.betas)!r}")
+        if not 0 <= self.weight_decay < math.inf:
+            raise AudiogenError(f"train: weight_decay must be a finite number >= 0, got {self.weight_decay!r}")
+        if self.warmup_steps < 0 or self.stop_after < 0:
+            raise AudiogenError("train: warmup_steps and stop_after must be >= 0")
         if self.schedule not in ("cosine", "constant"):
             raise AudiogenError("train: schedule must be cosine or constant")
+        if not 0 <= self.min_lr_ratio <= 1:
+            raise AudiogenError(f"train: min_lr_ratio must be in [0, 1], got {self.min_lr_ratio!r}")
+        if not 0 <= self.grad_clip < math.inf:
+            raise AudiogenError(f"train: grad_clip must be a finite number >= 0 (0 = off), got {self.grad_clip!r}")
         if self.precision not in ("auto", "fp32", "bf16"):
             raise AudiogenError("train: precision must be auto, fp32 or bf16")
         if min(self.log_every, self.eval_every, self.checkpoint_every) < 1:
             raise AudiogenError("train: log_every, eval_every and checkpoint_every must be at least 1")
-        if not self.max_minutes >= 0 or self.max_minutes == float("inf"):  # also refuses NaN
+        if not 0 <= self.seed < 2**32:
+            raise AudiogenError(f"train: seed must be in 0..{2**32 - 1}, got {self.seed}")
+        if not 0 <= self.threads <= MAX_THREADS:
+            raise AudiogenError(f"train: threads must be in 0..{MAX_THREADS} (0 = torch's default), got {self.threads}")
+        if not 0 <= self.max_minutes < math.inf:
             raise AudiogenError("train: max_minutes must be a finite number >= 0 (0 = no budget)")
         if self.fit_steps_to_budget and not self.max_minutes > 0:
             raise AudiogenError("train: fit_steps_to_budget needs a max_minutes budget")
@@ -177,17 +199,19 @@ def run(
     desc: str = "train",
 ) -> dict[str, float]:
     """Train `task` for `cfg.steps` optimizer steps; return the last evaluation's scalars."""
+    cfg.validate()  # also for configs built in code: nothing is written for an impossible one
     out = Path(out_dir)
-    state_path = out / checkpoint.TRAIN_STATE_NAME
     main = distributed.is_main()
+    saved = Checkpoints(out)
+    # Checked on every rank (they read the same folder) and before anything is made: a wrong folder stays as it was.
+    if resume and not saved.any_state():
+        raise AudiogenError(f"nothing to resume in {out} (no {checkpoint.TRAIN_STATE_NAME})")
+    if saved.any_state() and not resume:
+        raise AudiogenError(f"{out} already holds a training run: pass --resume, or choose a new folder")
     if main:
-        out.mkdir(parents=True, exist_ok=True)
-        if state_path.exists() and not resume:
-            raise AudiogenError(f"{out} already holds a training run: pass --resume, or choose a new folder")
+        ensure_writable_dir(out)
         remove_stale_temporaries(out)  # half-written checkpoints of a killed run
     distributed.barrier()
-    if resume and not state_path.exists():
-        raise AudiogenError(f"nothing to resume in {out} (no {checkpoint.TRAIN_STATE_NAME})")
 
     for module in task.modules.values():
         module.to(device)
@@ -201,10 +225,23 @@ def run(
 
     step, fitted_steps = 0, 0
     if resume:
-        step, meta, extra = checkpoint.load_train_state(state_path, modules=task.modules, optimizers=optimizers)
+        choice = saved.choose()  # every rank the same: the newest state whose checksum holds
+        read_state_meta(choice.path)  # a damaged or foreign header is one line, not a traceback
+        if main and (choice.fallback or not choice.verified):
+            print(f"audiogen: warning: {choice.note}", file=sys.stderr)
+        elif main and not quiet:
+            print(choice.note, file=sys.stderr)
+        step, meta, extra = checkpoint.load_train_state(choice.path, modules=task.modules, optimizers=optimizers)
         fitted_steps = int(meta.get("fitted_steps", 0))
         if fitted_steps and cfg.fit_steps_to_budget:  # the schedule fitted to the first budget stays
             cfg = dataclasses.replace(cfg, steps=fitted_steps)
+        if main and choice.verified and not saved.model_matches(step):
+            # The exported model is damaged, or newer than the state resumed: export the state's model.
+            task.export(out)
+            saved.record_model(step)
+            if not choice.fallback:
+                print(f"audiogen: warning: the model in {out} did not match its checksums in "
+                      f"{MANIFEST_NAME}: exported again from step {step}", file=sys.stderr)
         rng = extra.get(f"rng_cpu_{rank}")
         if rng is not None:
             torch.set_rng_state(rng)
@@ -239,8 +276,12 @@ def run(
             rng.update({f"rng_cuda_{r}": t.cpu() for r, t in enumerate(distributed.gather_tensor(cuda_state))})
         if main:
             task.export(out)
-            checkpoint.save_train_state(state_path, step=at_step, modules=task.modules, optimizers=optimizers,
-                                        tensors=rng, extra={"world_size": world, "fitted_steps": fitted_steps})
+
+            def write_state(path: Path) -> None:
+                checkpoint.save_train_state(path, step=at_step, modules=task.modules, optimizers=optimizers,
+                                            tensors=rng, extra={"world_size": world, "fitted_steps": fitted_steps})
+
+            saved.save(step=at_step, write_state=write_state)
         distributed.barrier()
 
     def evaluate(at_step: int) -> dict[str, float]:
