@@ -1,15 +1,22 @@
-"""`audiogen codec encode | decode | eval`: a neural codec on files and folders."""
+"""`audiogen codec encode | decode | eval`: a neural codec on files and folders.
+
+Bad input (a missing or unreadable file, an impossible option, an output that cannot be written) is one
+line on stderr, exit status 2, and no file: outputs are checked before any work (`fileio.check_writable`).
+"""
 
 from __future__ import annotations
 
 import argparse
+import math
 
-from .common import Parser, add_common, device, load_codec_spec
+from ..errors import AudiogenError
+from .common import Parser, add_common, check_output, device, load_codec_spec, writable_file
 
 
 def cmd_codec_encode(args: argparse.Namespace) -> int:
     from ..codec import files
 
+    writable_file(args.output)
     codec, spec = load_codec_spec(args.codec, args.bandwidth)
     codec = codec.to(device(args.device))
     item = files.encode_file(codec, args.input, spec=spec, bandwidth=args.bandwidth)
@@ -25,6 +32,7 @@ def cmd_codec_decode(args: argparse.Namespace) -> int:
     from .. import audio
     from ..codec import files
 
+    writable_file(check_output(args.output))
     item = files.load(args.input)
     codec, _ = load_codec_spec(args.codec or item.codec, item.bandwidth)
     files.check_codec(codec, item, name=args.input)
@@ -38,7 +46,15 @@ def cmd_codec_decode(args: argparse.Namespace) -> int:
 
 def cmd_codec_eval(args: argparse.Namespace) -> int:
     from ..evaluation.report import codec_report, print_table
+    from ..fileio import check_writable
 
+    if args.max_files < 1:
+        raise AudiogenError(f"--max-files must be at least 1, got {args.max_files}")
+    if not (math.isfinite(args.seconds) and args.seconds > 0):
+        raise AudiogenError(f"--seconds must be a positive number of seconds, got {args.seconds}")
+    writable_file(args.json)
+    if args.plots is not None:
+        check_writable(args.plots, folder=True)
     codec, spec = load_codec_spec(args.codec, args.bandwidth)
     report = codec_report(codec, args.audio_dir, seconds=args.seconds, max_files=args.max_files,
                           device=device(args.device), reference=not args.no_reference, quiet=args.quiet,
@@ -78,7 +94,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                    help="bitrate in kbps: one the codec serves (default: the codec's own)")
     p.add_argument("--seconds", type=float, default=10.0,
                    help="seconds per file, from the middle (default: %(default)s)")
-    p.add_argument("--max-files", type=int, default=50, help="at most this many files (default: %(default)s)")
+    p.add_argument("--max-files", type=int, default=50,
+                   help="at most this many files, at least 1 (default: %(default)s)")
     p.add_argument("--no-reference", action="store_true",
                    help="skip the Opus reference at the same bitrate (default: include it)")
     p.add_argument("--json", metavar="FILE", help="also write the report as JSON (default: no file)")

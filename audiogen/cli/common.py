@@ -81,7 +81,10 @@ def sampling(args: argparse.Namespace) -> SamplingConfig:
 
 
 def check_output(path: str, *, suffixes=(".wav", ".flac", ".ogg")) -> Path:
-    out = Path(path)
+    """The output file's name checked (suffix, not a folder, a name the file system takes): nothing is created."""
+    from ..fileio import check_file_name
+
+    out = check_file_name(path)  # first: a name too long for the file system makes even exists() raise
     if out.suffix.lower() not in suffixes:
         raise AudiogenError(f"{out}: output must end in {', '.join(suffixes)}")
     if out.exists() and out.is_dir():
@@ -90,10 +93,19 @@ def check_output(path: str, *, suffixes=(".wav", ".flac", ".ogg")) -> Path:
 
 
 def writable(folder: Path) -> None:
-    """Fail before generating when the output folder cannot be made or written."""
+    """Fail before generating when the output folder cannot be made or a file cannot really be created in it
+    (`fileio.ensure_writable_dir` creates and removes one: /proc, /sys, a read-only or full disk fail here)."""
     from ..fileio import ensure_writable_dir
 
     ensure_writable_dir(folder)
+
+
+def writable_file(path: str | Path | None) -> None:
+    """Fail before the work unless the file `path` (--json, -o) can really be written; None: nothing to check."""
+    if path is not None:
+        from ..fileio import check_writable
+
+        check_writable(path)
 
 
 def save(path: Path, wav, sample_rate: int, *, plot: bool, loop=None, quiet: bool) -> None:

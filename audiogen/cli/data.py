@@ -1,4 +1,7 @@
-"""`audiogen tokenize | corpus`: token datasets and the offline paired corpus."""
+"""`audiogen tokenize | corpus`: token datasets and the offline paired corpus.
+
+Bad options and outputs that cannot be written are one line on stderr, exit status 2, before any work.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +12,10 @@ from .common import add_common, device, load_codec_spec
 
 
 def cmd_tokenize(args: argparse.Namespace) -> int:
+    from ..fileio import check_writable
     from ..tokens.tokenize import tokenize
 
+    check_writable(args.output, folder=True)
     codec, spec = load_codec_spec(args.codec, args.bandwidth)
     summary = tokenize(args.audio_dir, args.output, codec, codec_spec=spec, device=device(args.device),
                        with_midi=not args.no_midi, quiet=args.quiet)
@@ -46,18 +51,19 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("corpus", help="build an offline paired MIDI + audio corpus (music21 scores, fluidsynth)")
     p.add_argument("-o", "--output", required=True,
                    help="corpus folder (audio/*.wav + *.mid pairs, corpus.json); a re-run resumes it (required)")
-    p.add_argument("--hours", type=float, default=1.0, help="hours of audio to render (default: %(default)s)")
+    p.add_argument("--hours", type=float, default=1.0,
+                   help="hours of audio to render, more than 0 (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0,
-                   help="random seed for the pieces' order and augmentations (default: %(default)s)")
+                   help="random seed for the pieces' order and augmentations, 0 or more (default: %(default)s)")
     p.add_argument("--midi-dir", help="render this folder of MIDI files instead of music21's corpus")
-    p.add_argument("--soundfont", help="General MIDI .sf2 (default: FluidR3_GM, else TimGM6mb)")
+    p.add_argument("--soundfont", help="General MIDI SoundFont (.sf2) (default: FluidR3_GM, else TimGM6mb)")
     p.add_argument("--sample-rate", type=int, default=24000,
-                   help="sample rate of the rendered audio in Hz (default: %(default)s)")
+                   help="sample rate of the rendered audio in Hz, 8000 to 96000 (default: %(default)s)")
     p.add_argument("--workers", type=int, default=2,
-                   help="processes rendering at once; 1 = in this process (default: %(default)s)")
+                   help="processes rendering at once, 1 to 64; 1 = in this process (default: %(default)s)")
     p.add_argument("--drums-fraction", type=float, default=0.6,
                    help="share of pieces, 0 to 1, given a generated drum part (default: %(default)s)")
     p.add_argument("--max-piece-seconds", type=float, default=120.0,
-                   help="longest piece in seconds, at least 3; longer scores are cut (default: %(default)s)")
+                   help="longest piece in seconds, 3 to 3600; longer scores are cut (default: %(default)s)")
     p.add_argument("--quiet", action="store_true", help="print no progress bars (default: off)")
     p.set_defaults(func=cmd_corpus)

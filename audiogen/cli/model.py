@@ -1,12 +1,17 @@
-"""`audiogen info | eval | export | bench`: what is installed, how good and how fast a model is, and bundling one."""
+"""`audiogen info | eval | export | bench`: what is installed, how good and how fast a model is, and bundling one.
+
+Impossible options and outputs (--json, --plots, -o) that cannot be written are one line, exit status 2,
+before any work.
+"""
 
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 
 from ..errors import AudiogenError
-from .common import add_common, add_dtype, engine
+from .common import add_common, add_dtype, engine, writable_file
 
 
 def cmd_info(args: argparse.Namespace) -> int:
@@ -40,12 +45,18 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    writable_file(args.json)  # before any work: an output that cannot be written fails now, in one line
     if args.composer is not None:
         return _eval_composer(args)
     from ..evaluation.report import model_report, print_model_report
+    from ..fileio import check_writable
 
-    if args.files < 1 or args.seconds <= 0 or args.loops < 1:
+    if args.files < 1 or not (math.isfinite(args.seconds) and args.seconds > 0) or args.loops < 1:
         raise AudiogenError("--files, --seconds and --loops must be positive")
+    if not 0.0 <= args.val_fraction < 1.0:
+        raise AudiogenError(f"--val-fraction must be at least 0 and below 1, got {args.val_fraction}")
+    if args.plots is not None:
+        check_writable(args.plots, folder=True)
     ag = engine(args)
     report = model_report(ag, args.corpus, files=args.files, seconds=args.seconds, loops=args.loops,
                           val_fraction=args.val_fraction, reference=not args.no_reference, quiet=args.quiet,
@@ -78,7 +89,9 @@ def _eval_composer(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     from ..export import export_model, folder_megabytes
+    from ..fileio import check_writable
 
+    check_writable(args.output, folder=True)
     out = export_model(args.lm_dir, args.output, codec_dir=args.codec, dtype=args.dtype)
     if not args.quiet:
         print(f"{out}: {folder_megabytes(out):.1f} MB ({args.dtype})")
@@ -94,6 +107,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         raise AudiogenError(f"--batch-sizes must be integers separated by commas, got {args.batch_sizes!r}") from None
     if not batches or min(batches) < 1 or args.steps < 8:
         raise AudiogenError("--batch-sizes must be positive and --steps at least 8")
+    writable_file(args.json)
     cfg = BenchConfig(device=args.device if args.device != "auto" else "cpu", batch_sizes=batches, steps=args.steps,
                       smoke=args.smoke, peer=not args.no_peer, tasks=not args.no_tasks, model=args.model)
     log = (lambda _msg: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr))

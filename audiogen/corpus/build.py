@@ -19,6 +19,12 @@ semitones, velocity jitter, a generated drum part for `drums_fraction` of the pi
 `default_rng([seed, i])`: the same seed gives the same pieces and the same MIDI bytes. Pieces are
 built in index order until `hours` of audio are done; a re-run skips finished pieces, and every
 file is written atomically, so a killed build resumes cleanly.
+
+Every option is checked before any work (`check_options`: a rate fluidsynth renders at, finite hours, ...;
+`check_soundfont`: a SoundFont, not a file fluidsynth would silently replace with another; the output
+folder, by creating a file in it), and each fluidsynth render is bounded by its MIDI's length (`_render`
+stops one whose output outgrows the MIDI's end plus a tail), so a small odd MIDI cannot write gigabytes.
+A full disk stops the build in one line (a piece that cannot be rendered is skipped instead).
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+import math
 import multiprocessing
 import os
 import queue
@@ -33,6 +40,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+from numbers import Integral
 from pathlib import Path
 
 import numpy as np
@@ -41,7 +49,15 @@ import soundfile as sf
 
 from ..audio import save
 from ..errors import AudiogenError
-from ..fileio import ensure_writable_dir, is_temporary, write_bytes, write_json
+from ..fileio import (
+    check_writable,
+    ensure_writable_dir,
+    is_temporary,
+    space_error,
+    temporary_file,
+    write_bytes,
+    write_json,
+)
 from ..midi import beat_grid
 from ..progress import bar
 from .drums import add_drums, meter_class
@@ -50,6 +66,12 @@ from .sources import Schedule, Source, load_source, midi_sources, music21_source
 FORMAT_VERSION = 1
 SOUNDFONT_DIRS = ("/usr/share/sounds/sf2", "/usr/share/soundfonts")
 SOUNDFONT_NAMES = ("FluidR3_GM.sf2", "TimGM6mb.sf2")
+SAMPLE_RATES = (8000, 96000)  # what fluidsynth renders at (synth.sample-rate), inclusive
+MAX_WORKERS = 64
+MAX_PIECE_SECONDS = (3.0, 3600.0)
+RENDER_TAIL_SECONDS = 10.0  # fluidsynth's release tail past the MIDI's end; more than this is a runaway render
+RENDER_TIMEOUT_SECONDS = 600.0
+WAV_HEADER_BYTES = 4096  # generous: fluidsynth's float WAV header is under 100 bytes
 
 
 # GM programs by ensemble: (melody programs, bass programs). A piece takes one ensemble, or
@@ -91,6 +113,51 @@ class Job:
     sample_rate: int
     drums_fraction: float
     max_piece_seconds: float
+
+
+class RenderError(AudiogenError):
+    """A piece fluidsynth could not render: the piece is skipped (a full disk, by contrast, stops the build)."""
+
+
+def check_soundfont(path: str | os.PathLike) -> Path:
+    """`path` if it is a SoundFont 2 file (RIFF, form type 'sfbk'): fluidsynth silently falls back to
+    another soundfont when given something else."""
+    font = Path(path)
+    if not font.is_file():
+        raise AudiogenError(f"{font}: soundfont not found")
+    try:
+        with open(font, "rb") as handle:
+            head = handle.read(12)
+    except OSError as err:
+        raise AudiogenError(f"{font}: cannot read the soundfont: {err.strerror or err}") from None
+    if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"sfbk":
+        raise AudiogenError(f"{font}: not a SoundFont (.sf2: a RIFF file of form 'sfbk')")
+    return font
+
+
+def check_options(*, hours: float, seed: int, sample_rate: int, workers: int, drums_fraction: float,
+                  max_piece_seconds: float) -> None:
+    """One line for the first impossible option (named as on the command line)."""
+    def number(value) -> bool:
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+    def integer(value) -> bool:
+        return isinstance(value, Integral) and not isinstance(value, bool)
+
+    if not (number(hours) and hours > 0):
+        raise AudiogenError(f"--hours must be a positive number, got {hours}")
+    if not (integer(seed) and seed >= 0):
+        raise AudiogenError(f"--seed must be a non-negative integer, got {seed}")
+    if not (integer(sample_rate) and SAMPLE_RATES[0] <= sample_rate <= SAMPLE_RATES[1]):
+        raise AudiogenError(f"--sample-rate must be {SAMPLE_RATES[0]} to {SAMPLE_RATES[1]} Hz (what fluidsynth "
+                            f"renders at), got {sample_rate}")
+    if not (integer(workers) and 1 <= workers <= MAX_WORKERS):
+        raise AudiogenError(f"--workers must be 1 to {MAX_WORKERS}, got {workers}")
+    if not (number(drums_fraction) and 0.0 <= drums_fraction <= 1.0):
+        raise AudiogenError(f"--drums-fraction must be 0 to 1, got {drums_fraction}")
+    low, high = MAX_PIECE_SECONDS
+    if not (number(max_piece_seconds) and low <= max_piece_seconds <= high):
+        raise AudiogenError(f"--max-piece-seconds must be {low:g} to {high:g}, got {max_piece_seconds}")
 
 
 def default_soundfont() -> Path:
@@ -211,17 +278,51 @@ def augment(
     }
 
 
-def _render(midi_path: Path, soundfont: str, sample_rate: int, scratch: Path) -> np.ndarray:
-    """fluidsynth -> float stereo at `sample_rate` -> mono [N]."""
+def _render(midi_path: Path, soundfont: str, sample_rate: int, scratch: Path, *, max_seconds: float) -> np.ndarray:
+    """fluidsynth -> float stereo at `sample_rate` -> mono [N]; stopped (a `RenderError`) once its output
+    outgrows `max_seconds` of audio or it runs past the time limit."""
     cmd = ["fluidsynth", "-ni", "-q", "-g", "0.5", "-r", str(sample_rate), "-O", "float", "-T", "wav",
            "-o", "synth.cpu-cores=1", "-F", str(scratch), soundfont, str(midi_path)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-    if proc.returncode != 0 or not scratch.exists() or scratch.stat().st_size == 0:
-        last = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
-        raise AudiogenError(f"fluidsynth failed: {last[0]}")
+    limit = WAV_HEADER_BYTES + int(max_seconds * sample_rate) * 2 * 4  # float32 stereo frames
+    too_long = f"fluidsynth rendered more than {max_seconds:.1f} s of audio for this MIDI; stopped"
+    with tempfile.TemporaryFile() as log:
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+        try:
+            deadline = time.monotonic() + RENDER_TIMEOUT_SECONDS
+            while True:
+                try:
+                    proc.wait(timeout=0.05)
+                    break
+                except subprocess.TimeoutExpired:
+                    pass
+                if _size(scratch) > limit:
+                    raise RenderError(too_long)
+                if time.monotonic() > deadline:
+                    raise RenderError(f"fluidsynth took more than {RENDER_TIMEOUT_SECONDS:.0f} s; stopped")
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        log.seek(0)
+        text = log.read().decode("utf-8", errors="replace")
+    full = space_error(midi_path.with_suffix(".wav"), tmp=scratch)  # fluidsynth does not say why a write failed
+    if full is not None:
+        raise full
+    if proc.returncode != 0 or _size(scratch) == 0:
+        last = text.strip().splitlines()[-1:] or ["no output"]
+        raise RenderError(f"fluidsynth failed: {last[0]}")
+    if _size(scratch) > limit:
+        raise RenderError(too_long)
     data, sr = sf.read(str(scratch), dtype="float32", always_2d=True)
     assert sr == sample_rate, f"fluidsynth rendered {sr} Hz, asked for {sample_rate}"
     return data.mean(axis=1)
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
 
 
 def _trim(wav: np.ndarray, sample_rate: int, notes_end: float, limit: float) -> np.ndarray:
@@ -250,24 +351,26 @@ def make_piece(job: Job) -> dict:
     pm.write(buffer)
     audio_dir = Path(job.audio_dir)
     midi_path = audio_dir / f"{job.name}.mid"
-    write_bytes(midi_path, buffer.getvalue())
     notes_end = max(n.end for inst in pm.instruments for n in inst.notes)
-    fd, scratch = tempfile.mkstemp(prefix=f".{job.name}.render.", suffix=".tmp.wav", dir=audio_dir)
-    os.close(fd)
-    try:
-        mono = _render(midi_path, job.soundfont, job.sample_rate, Path(scratch))
-    except (AudiogenError, subprocess.TimeoutExpired) as err:
+    render_seconds = max(notes_end, pm.get_end_time()) + RENDER_TAIL_SECONDS
+    try:  # the pair is written whole or not at all (a full disk stops the build and leaves no half pair)
+        write_bytes(midi_path, buffer.getvalue())
+        with temporary_file(audio_dir, name=f"{job.name}.render", suffix=".wav") as scratch:
+            try:
+                mono = _render(midi_path, job.soundfont, job.sample_rate, scratch, max_seconds=render_seconds)
+            except RenderError as err:
+                midi_path.unlink(missing_ok=True)
+                return {"index": job.index, "skipped": f"{job.source.label}: {err}"}
+        peak = float(np.abs(mono).max()) if len(mono) else 0.0
+        if peak <= 1e-5:
+            midi_path.unlink(missing_ok=True)
+            return {"index": job.index, "skipped": f"{job.source.label}: rendered silence"}
+        mono = _trim(mono, job.sample_rate, notes_end, job.max_piece_seconds)
+        mono *= 10 ** (-1 / 20) / np.abs(mono).max()  # peak at -1 dBFS
+        save(audio_dir / f"{job.name}.wav", mono[None], job.sample_rate)
+    except BaseException:
         midi_path.unlink(missing_ok=True)
-        return {"index": job.index, "skipped": f"{job.source.label}: {err}"}
-    finally:
-        Path(scratch).unlink(missing_ok=True)
-    peak = float(np.abs(mono).max()) if len(mono) else 0.0
-    if peak <= 1e-5:
-        midi_path.unlink(missing_ok=True)
-        return {"index": job.index, "skipped": f"{job.source.label}: rendered silence"}
-    mono = _trim(mono, job.sample_rate, notes_end, job.max_piece_seconds)
-    mono *= 10 ** (-1 / 20) / np.abs(mono).max()  # peak at -1 dBFS
-    save(audio_dir / f"{job.name}.wav", mono[None], job.sample_rate)
+        raise
     source = job.source.path
     if "/music21/corpus/" in source:  # not the venv's path: the score's place in music21's corpus
         source = "music21:" + source.split("/music21/corpus/", 1)[1]
@@ -318,20 +421,14 @@ def build_corpus(
     quiet: bool = False,
 ) -> CorpusSummary:
     """Render paired MIDI + audio until `hours` of audio exist in `out_dir` (see the module docstring)."""
-    if hours <= 0:
-        raise AudiogenError(f"--hours must be positive, got {hours}")
-    if max_piece_seconds < 3:
-        raise AudiogenError(f"max_piece_seconds must be at least 3, got {max_piece_seconds}")
-    if not 0.0 <= drums_fraction <= 1.0:
-        raise AudiogenError(f"drums_fraction must be in [0, 1], got {drums_fraction}")
+    check_options(hours=hours, seed=seed, sample_rate=sample_rate, workers=workers, drums_fraction=drums_fraction,
+                  max_piece_seconds=max_piece_seconds)
+    font = check_soundfont(soundfont) if soundfont else default_soundfont()
     if shutil.which("fluidsynth") is None:
         raise AudiogenError("fluidsynth is not installed (apt-get install fluidsynth)")
-    font = Path(soundfont) if soundfont else default_soundfont()
-    if not font.is_file():
-        raise AudiogenError(f"{font}: soundfont not found")
+    out = check_writable(out_dir, folder=True)
     sources = midi_sources(midi_dir) if midi_dir else music21_sources()
     schedule = Schedule(sources, seed)
-    out = ensure_writable_dir(out_dir)
     audio_dir = ensure_writable_dir(out / "audio")
     for stale in audio_dir.iterdir():  # scratch files of a killed run
         if is_temporary(stale):

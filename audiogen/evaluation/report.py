@@ -88,6 +88,9 @@ def codec_figures(reference: torch.Tensor, estimate: torch.Tensor, sample_rate: 
             f"{prefix}hf4k": high_frequency_ratio(reference, estimate, sample_rate, 4000.0)}
 
 
+MIN_SECONDS = 0.1  # a file the codec report measures: longer than the multi-scale mel's largest window
+
+
 @torch.no_grad()
 def codec_report(codec, folder: str | Path | list[Path], *, seconds: float = 10.0, max_files: int = 50,
                  device: torch.device | None = None, reference: bool = True, quiet: bool = False,
@@ -112,6 +115,9 @@ def codec_report(codec, folder: str | Path | list[Path], *, seconds: float = 10.
             skipped.append(str(err))
             continue
         wav = audio.prepare(wav, sr, target_rate=codec.sample_rate, channels=codec.channels)
+        if wav.shape[-1] < MIN_SECONDS * codec.sample_rate:  # under the metrics' largest window
+            skipped.append(f"{path}: too short ({wav.shape[-1]} samples, at least {MIN_SECONDS:g} s needed)")
+            continue
         codes = codec.encode(wav[None].to(device))
         out = codec.decode(codes, length=wav.shape[-1])[0].cpu()
         if getattr(getattr(codec, "config", None), "normalize", False):
@@ -129,7 +135,8 @@ def codec_report(codec, folder: str | Path | list[Path], *, seconds: float = 10.
         rows.append(row)
     progress.close()
     if not rows:
-        raise AudiogenError(f"{folder}: no readable audio files ({len(skipped)} skipped)")
+        raise AudiogenError(f"{folder}: no readable audio files ({len(skipped)} skipped"
+                            + (f"; {skipped[-1]})" if skipped else ")"))
     keys = [k for k in rows[0] if k != "file"]
     mean = {"file": "MEAN", **{k: _nanmean([r[k] for r in rows if k in r]) for k in keys}}
     return {"kbps": kbps, "rows": rows + [mean], "mean": mean, "skipped": skipped}
