@@ -3,7 +3,11 @@
 Compose, then render: `audiogen loops` without `--midi` composes one sketch per loop when a composer is
 available (`--composer DIR`, the model folder's composer/, or the bundled one; `--no-compose` and no
 composer: free loops) and saves it beside the loop as NAME.mid; `audiogen render --compose` writes its
-sketch beside the output as OUT.mid. Bad input is one line, exit status 2, nothing written.
+sketch beside the output as OUT.mid. Bad input is one line, exit status 2, nothing written: every option is
+checked (`audiogen.generation.options`: NaN, out-of-range seeds, batch sizes, counts past MAX_COUNT, a --prefix
+that is not a plain file name) before a model loads. `loops` and `generate` make `--batch-size` items at a
+time and write each file as soon as it is made, so memory follows the batch size and Ctrl-C keeps every file
+finished so far.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from ..generation.options import (
     LOOP_COUNT,
     LOOP_FORMAT,
     LOOP_FORMATS,
+    MAX_COUNT,
 )
 from .common import (
     add_common,
@@ -37,17 +42,28 @@ from .common import (
 )
 
 
+def checked_sampling(args: argparse.Namespace):
+    """The command's sampling options and --batch-size, checked before anything loads or is written."""
+    from ..generation.options import check_batch_size
+
+    check_batch_size(args.batch_size, "--batch-size")
+    return sampling(args)
+
+
 def cmd_continue(args: argparse.Namespace) -> int:
     from .. import audio
     from ..generation.tasks import check_seconds
 
+    options = checked_sampling(args)
     out = check_output(args.output)
     check_seconds(args.seconds)
-    wav, sr = audio.load(args.seed_audio)
+    audio.info(args.seed_audio)  # a missing or unreadable seed fails before the model loads
     ag = engine(args)
+    # Streamed at the codec's rate and channels: a long seed of any format costs only its codec-rate copy.
+    wav, sr = audio.load(args.seed_audio, sample_rate=ag.sample_rate, channels=ag.channels)
     writable(out.parent)
     result, rate = ag.continue_audio(wav, sr, args.seconds, keep_prompt=args.keep_prompt,
-                                     sampling=sampling(args), progress=not args.quiet)
+                                     sampling=options, progress=not args.quiet)
     save(out, result, rate, plot=args.plot, quiet=args.quiet)
     return 0
 
@@ -84,19 +100,22 @@ def cmd_render(args: argparse.Namespace) -> int:
     from ..generation.tasks import check_seconds
     from ..midi import load_midi, save_midi
 
+    options = checked_sampling(args)
     out = check_output(args.output)
     request = compose_request(args)
     if args.seconds is not None:
         check_seconds(args.seconds)
     midi = load_midi(args.sketch) if request is None else None
-    prompt = audio.load(args.prompt) if args.prompt else None
+    if args.prompt:
+        audio.info(args.prompt)
     ag = engine(args)
+    prompt = audio.load(args.prompt, sample_rate=ag.sample_rate, channels=ag.channels) if args.prompt else None
     if request is not None:
         midi = ag.compose(**request)  # bad bars, style, BPM: an error here, before anything is written
     writable(out.parent)
     result, rate = ag.render_midi(midi, seconds=args.seconds, prompt=None if prompt is None else prompt[0],
                                   prompt_sample_rate=None if prompt is None else prompt[1],
-                                  sampling=sampling(args), progress=not args.quiet)
+                                  sampling=options, progress=not args.quiet)
     if request is not None:
         sketch = save_midi(out.with_suffix(".mid"), midi)
         if not args.quiet:
@@ -124,68 +143,81 @@ def loops_compose(args: argparse.Namespace) -> bool | None:
 
 def cmd_loops(args: argparse.Namespace) -> int:
     from .. import audio
+    from ..generation.batch import interrupts_deferred
     from ..generation.loops import check_loop, loop_info, record_loop
+    from ..generation.options import check_stem
     from ..midi import load_midi, save_midi
 
+    options = checked_sampling(args)
     check_loop(count=args.count, bars=args.bars, bpm=args.bpm, beats_per_bar=args.beats_per_bar)
-    if args.batch_size < 1:
-        raise AudiogenError(f"--batch-size must be at least 1, got {args.batch_size}")
+    check_stem(args.prefix, "--prefix")
     compose = loops_compose(args)
     midi = load_midi(args.midi) if args.midi else None
-    prompt = audio.load(args.prompt) if args.prompt else None
+    if args.prompt:
+        audio.info(args.prompt)
     ag = engine(args)
+    prompt = audio.load(args.prompt, sample_rate=ag.sample_rate, channels=ag.channels) if args.prompt else None
     sketches = ag.loop_sketches(args.count, args.bars, args.bpm, beats_per_bar=args.beats_per_bar,
-                                style=args.style, seed=args.seed, compose=compose)
+                                style=args.style, seed=args.seed, compose=compose, lazy=True)
+    loops = ag.iter_loops(args.count, args.bars, args.bpm, beats_per_bar=args.beats_per_bar, midi=sketches or midi,
+                          prompt=None if prompt is None else prompt[0],
+                          prompt_sample_rate=None if prompt is None else prompt[1], sampling=options,
+                          batch_size=args.batch_size, progress=not args.quiet)  # checks all now; makes loops lazily
     out = Path(args.output)
     writable(out)
-
-    def write(i: int, wav) -> None:  # as each loop finishes: its sketch, the file, then its row in loops.json
+    for i, wav in loops:  # as each loop finishes: its sketch, the file, then its row in loops.json
         info = loop_info(wav.shape[-1], bars=args.bars, bpm=args.bpm, beats_per_bar=args.beats_per_bar)
         path = out / f"{args.prefix}-{i:02d}.{args.format}"
-        sketch = None if sketches is None else save_midi(path.with_suffix(".mid"), sketches[i])
-        save(path, wav, ag.sample_rate, plot=args.plot, loop=info, quiet=args.quiet)
-        record_loop(path, info, sample_rate=ag.sample_rate, sketch=None if sketch is None else sketch.name)
-
-    ag.loops(args.count, args.bars, args.bpm, beats_per_bar=args.beats_per_bar, midi=sketches or midi,
-             prompt=None if prompt is None else prompt[0], prompt_sample_rate=None if prompt is None else prompt[1],
-             sampling=sampling(args), batch_size=args.batch_size, progress=not args.quiet, on_loop=write)
+        with interrupts_deferred():  # Ctrl-C keeps this loop whole, with its sketch and its row, or none of it
+            sketch = None if sketches is None else save_midi(path.with_suffix(".mid"), sketches[i])
+            save(path, wav, ag.sample_rate, plot=args.plot, loop=info, quiet=args.quiet)
+            record_loop(path, info, sample_rate=ag.sample_rate, sketch=None if sketch is None else sketch.name)
     return 0
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
+    from ..generation.batch import interrupts_deferred
+    from ..generation.options import check_count, check_stem
     from ..generation.tasks import check_seconds
 
+    options = checked_sampling(args)
     check_seconds(args.seconds)
-    if args.count < 1:
-        raise AudiogenError(f"--count must be at least 1, got {args.count}")
+    check_count(args.count, "--count")
+    check_stem(args.prefix, "--prefix")
     ag = engine(args)
+    samples = ag.iter_generate(seconds=args.seconds, count=args.count, sampling=options, batch_size=args.batch_size,
+                               progress=not args.quiet)
     out = Path(args.output)
     writable(out)
-    batch, rate = ag.generate(seconds=args.seconds, count=args.count, sampling=sampling(args),
-                              progress=not args.quiet)
-    for i, wav in enumerate(batch):
-        save(out / f"{args.prefix}-{i:02d}.wav", wav, rate, plot=args.plot, quiet=args.quiet)
+    for i, wav in samples:  # each file as soon as its chunk is made
+        with interrupts_deferred():  # Ctrl-C keeps this file whole (and its spectrogram), or none of it
+            save(out / f"{args.prefix}-{i:02d}.wav", wav, ag.sample_rate, plot=args.plot, quiet=args.quiet)
     return 0
 
 
 def cmd_batch(args: argparse.Namespace) -> int:
     from ..generation.batch import parse_shard, read_jobs, run_batch
 
+    options = checked_sampling(args)
     parse_shard(args.shard)
-    read_jobs(args.jobs)  # a missing or empty jobs file fails before the model loads
-    ag = engine(args)
-    counts = run_batch(ag, args.jobs, args.output, shard=args.shard, sampling=sampling(args), plot=args.plot,
-                       quiet=args.quiet)
-    if not args.quiet:
-        print(f"{args.output}: {counts['done']} jobs done, {counts['skipped']} already done, "
-              f"{counts['failed']} failed (of {counts['total']} in this shard)")
+    read_jobs(args.jobs)  # a missing, empty or colliding jobs file fails before the model loads
+    # The model loads once the shard's lock is held: the same shard running already fails at once.
+    counts = run_batch(lambda: engine(args), args.jobs, args.output, shard=args.shard, sampling=options,
+                       plot=args.plot, quiet=args.quiet)
+    # The outcome, --quiet or not (it drops progress bars): what was made, what failed.
+    print(f"{args.output}: {counts['done']} jobs done, {counts['skipped']} already done, "
+          f"{counts['failed']} failed (of {counts['total']} in this shard)")
     return 1 if counts["failed"] else 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """Render the bundled sketch, continue the bundled seed, make four 4-bar loops; WAV + PNG in OUT."""
     from ..generation.demo import demo_inputs, run_demo
+    from ..generation.options import check_seed
+    from ..generation.tasks import check_seconds
 
+    check_seconds(args.seconds)  # before any work: the demo writes render.wav before it continues
+    check_seed(args.seed, "--seed")
     sketch, seed = demo_inputs(sketch=args.sketch, seed_audio=args.seed_audio)
     ag = engine(args)
     out = Path(args.output)
@@ -237,7 +269,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--output", required=True,
                    help="output folder: the loop files and loops.json (each file's loop start and length in samples,"
                         " BPM, bars, meter) (required)")
-    p.add_argument("--count", type=int, default=LOOP_COUNT, help="how many loops to make (default: %(default)s)")
+    p.add_argument("--count", type=int, default=LOOP_COUNT,
+                   help=f"how many loops to make, 1 to {MAX_COUNT} (default: %(default)s)")
     p.add_argument("--bars", type=int, default=LOOP_BARS, help="length of each loop in bars (default: %(default)s)")
     p.add_argument("--bpm", type=float, default=LOOP_BPM,
                    help="tempo in beats per minute, 20 to 400 (default: %(default)s)")
@@ -265,7 +298,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--output", required=True, help="output folder (required)")
     p.add_argument("--seconds", type=float, default=FREE_SECONDS,
                    help="length of each sample in seconds (default: %(default)s)")
-    p.add_argument("--count", type=int, default=FREE_COUNT, help="how many samples to make (default: %(default)s)")
+    p.add_argument("--count", type=int, default=FREE_COUNT,
+                   help=f"how many samples to make, 1 to {MAX_COUNT} (default: %(default)s)")
     p.add_argument("--prefix", default="sample", help="file names: PREFIX-00.wav, ... (default: %(default)s)")
     add_generation(p)
     p.set_defaults(func=cmd_generate)

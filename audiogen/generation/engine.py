@@ -6,6 +6,8 @@
     wav, sr = ag.render_midi("sketch.mid", guidance=3.0)
     loops, sr = ag.loops(count=4, bars=4, bpm=120)         # list of [C, L], L bar-exact
     batch, sr = ag.generate(seconds=5, count=2)            # [count, C, N]
+    for i, wav in ag.iter_generate(seconds=5, count=1000): ...   # one at a time: memory follows batch_size
+    for i, loop in ag.iter_loops(1000, 4, 120): ...
     pm = ag.compose(bars=8, style="folk", key="D", meter="3/4", bpm=120)   # a pretty_midi.PrettyMIDI sketch
     sketches = ag.loop_sketches(4, 4, 120)                 # one per loop (None without a composer)
     loops, sr = ag.loops(4, 4, 120, midi=sketches)         # compose, then render
@@ -22,8 +24,9 @@ N/4 and BPM, `loop=True`): `audiogen loops` without `--midi`, `loops` batch jobs
 
 from __future__ import annotations
 
+import functools
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +43,7 @@ from ..composer.model import Composer
 from ..errors import AudiogenError
 from ..lm.model import LM
 from ..runtime import DTYPE_NAMES, resolve_device, resolve_dtype
-from .loops import DEFAULT_CROSSFADE, check_loop, loop_meter, make_loops
+from .loops import DEFAULT_CROSSFADE, check_loop, iter_loops, loop_meter, make_loops
 from .options import (
     BATCH_SIZE,
     BEATS_PER_BAR,
@@ -50,9 +53,11 @@ from .options import (
     LOOP_BARS,
     LOOP_BPM,
     LOOP_COUNT,
+    MAX_BATCH_SIZE,
     SamplingConfig,
+    check_batch_size,
 )
-from .tasks import continue_audio, generate_audio, render_midi
+from .tasks import continue_audio, iter_generate_audio, render_midi
 
 
 def _to_tensor(wav: Any) -> torch.Tensor:
@@ -64,6 +69,31 @@ def _to_tensor(wav: Any) -> torch.Tensor:
     if not torch.isfinite(wav).all():
         raise AudiogenError("audio contains NaN or infinite samples")
     return wav
+
+
+class LazySketches(Sequence):
+    """`count` items, item i made by `make(i)` when first asked for; the latest 2 * MAX_BATCH_SIZE are kept
+    (a chunk of loops and its files ask for the same few), so memory does not grow with the count."""
+
+    def __init__(self, make: Callable[[int], Any], count: int):
+        self._count = count
+        self.made = 0  # items made so far (an item asked for again after it was dropped is made again)
+
+        def counted(i: int) -> Any:
+            self.made += 1
+            return make(i)
+
+        self._make = functools.lru_cache(maxsize=2 * MAX_BATCH_SIZE)(counted)
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(self._count))]
+        if not -self._count <= index < self._count:
+            raise IndexError(index)
+        return self._make(index % self._count)
 
 
 class AudioGen:
@@ -141,12 +171,25 @@ class AudioGen:
     def generate(self, *, seconds: float = FREE_SECONDS, count: int = FREE_COUNT,
                  sampling: SamplingConfig | None = None, temperature: float | None = None,
                  top_k: int | None = None, top_p: float | None = None,
-                 seed: int | None = None, progress: Any = False) -> tuple[np.ndarray, int]:
-        """`count` free samples, float32 `[count, C, N]`."""
+                 seed: int | None = None, batch_size: int = BATCH_SIZE,
+                 progress: Any = False) -> tuple[np.ndarray, int]:
+        """`count` free samples, float32 `[count, C, N]`, made `batch_size` at a time (see `iter_generate`)."""
+        return np.stack([wav for _, wav in self.iter_generate(
+            seconds=seconds, count=count, sampling=sampling, temperature=temperature, top_k=top_k, top_p=top_p,
+            seed=seed, batch_size=batch_size, progress=progress)]), self.sample_rate
+
+    def iter_generate(self, *, seconds: float = FREE_SECONDS, count: int = FREE_COUNT,
+                      sampling: SamplingConfig | None = None, temperature: float | None = None,
+                      top_k: int | None = None, top_p: float | None = None, seed: int | None = None,
+                      batch_size: int = BATCH_SIZE, progress: Any = False) -> Iterator[tuple[int, np.ndarray]]:
+        """(i, sample i) for `count` free samples, each float32 `[C, N]` at `sample_rate`, yielded as each
+        chunk of `batch_size` finishes: memory follows `batch_size`, not `count` (write each as it comes).
+        Chunk j draws with seed + its first item's index, so one seed and batch size give the same samples."""
         sampling = SamplingConfig.from_overrides(sampling, temperature=temperature, top_k=top_k, top_p=top_p,
                                                  seed=seed)
-        return generate_audio(self.lm, self.codec, seconds=seconds, count=count, sampling=sampling,
-                              progress=progress), self.sample_rate
+        check_batch_size(batch_size, "--batch-size")
+        return enumerate(iter_generate_audio(self.lm, self.codec, seconds=seconds, count=count,
+                                             batch_size=batch_size, sampling=sampling, progress=progress))
 
     def continue_audio(self, wav: Any, sample_rate: int, seconds: float = CONTINUE_SECONDS, *,
                        keep_prompt: bool = True, sampling: SamplingConfig | None = None,
@@ -182,7 +225,8 @@ class AudioGen:
         """`count` seamless loops of exactly `bars` bars at `bpm`, each float32 `[C, L]`.
 
         `midi`: one sketch for every loop, or a list with one per loop (`loop_sketches`).
-        `on_loop(i, loop)` is called as each loop is finished (to write files while the rest generate).
+        `on_loop(i, loop)` is called as each loop is finished (to write files while the rest generate);
+        `iter_loops` yields them instead, keeping none (for counts whose loops would not fit in memory).
         """
         sampling = SamplingConfig.from_overrides(sampling, guidance=guidance, temperature=temperature, top_k=top_k,
                                                  top_p=top_p, seed=seed)
@@ -190,6 +234,21 @@ class AudioGen:
                          midi=midi, prompt=self._prompt(prompt, prompt_sample_rate), sampling=sampling,
                          batch_size=batch_size, crossfade=crossfade, progress=progress, on_loop=on_loop)
         return out, self.sample_rate
+
+    def iter_loops(self, count: int = LOOP_COUNT, bars: int = LOOP_BARS, bpm: float = LOOP_BPM, *,
+                   beats_per_bar: int = BEATS_PER_BAR, midi: Any = None, prompt: Any = None,
+                   prompt_sample_rate: int | None = None, sampling: SamplingConfig | None = None,
+                   guidance: float | None = None, temperature: float | None = None, top_k: int | None = None,
+                   top_p: float | None = None, seed: int | None = None, batch_size: int = BATCH_SIZE,
+                   crossfade: float = DEFAULT_CROSSFADE, progress: Any = False,
+                   start: int = 0) -> Iterator[tuple[int, np.ndarray]]:
+        """(i, loop i) as `loops` makes them, each yielded when its chunk of `batch_size` finishes; `start` (a
+        multiple of `batch_size`) skips the loops before it and gives the same later loops."""
+        sampling = SamplingConfig.from_overrides(sampling, guidance=guidance, temperature=temperature, top_k=top_k,
+                                                 top_p=top_p, seed=seed)
+        return iter_loops(self.lm, self.codec, count=count, bars=bars, bpm=bpm, beats_per_bar=beats_per_bar,
+                          midi=midi, prompt=self._prompt(prompt, prompt_sample_rate), sampling=sampling,
+                          batch_size=batch_size, crossfade=crossfade, progress=progress, start=start)
 
     def _composer_source(self) -> Composer | str | os.PathLike | None:
         """composer= as given, else the model folder's composer/, else the bundled one; None: there is none."""
@@ -219,7 +278,8 @@ class AudioGen:
 
     def loop_sketches(self, count: int = LOOP_COUNT, bars: int = LOOP_BARS, bpm: float = LOOP_BPM, *,
                       beats_per_bar: int = BEATS_PER_BAR, style: str | None = None, seed: int = 0,
-                      compose: bool | None = None, **options: Any) -> list[pretty_midi.PrettyMIDI] | None:
+                      compose: bool | None = None, lazy: bool = False,
+                      **options: Any) -> Sequence[pretty_midi.PrettyMIDI] | None:
         """One composed MIDI sketch per loop, for `loops(midi=...)`; None for free loops.
 
         Loop i's sketch: `bars` bars of `beats_per_bar`/4 at `bpm`, composed with `loop=True` (its last bar
@@ -229,6 +289,8 @@ class AudioGen:
         needs a composer and a MIDI-conditioned model; False returns None (and refuses a `style`).
         `options`: the rest of `audiogen.composer.compose` (key, temperature, top_k, ...).
         Bad input (bars, BPM, a meter or style the composer lacks) is an `AudiogenError` before anything runs.
+        `lazy`: a sequence that composes sketch i when first asked for (sketch 0 now, so bad input still fails
+        here) and keeps only the latest, so `iter_loops` over thousands of loops starts at once in bounded memory.
         """
         if compose is False:
             if style is not None:
@@ -241,8 +303,15 @@ class AudioGen:
             raise AudiogenError("this model is unconditional: composed loops need a MIDI-conditioned model")
         meter = loop_meter(beats_per_bar)
         style = compose_options.STYLE if style is None else style
-        return [self.compose(bars=bars, style=style, meter=meter, bpm=bpm, loop=True, seed=seed + i, **options)
-                for i in range(count)]
+
+        def one(i: int) -> pretty_midi.PrettyMIDI:
+            return self.compose(bars=bars, style=style, meter=meter, bpm=bpm, loop=True, seed=seed + i, **options)
+
+        if not lazy:
+            return [one(i) for i in range(count)]
+        sketches = LazySketches(one, count)
+        sketches[0]  # noqa: B018 - compose the first now: a style the composer lacks fails before any loop
+        return sketches
 
     def compose(self, *, bars: int = compose_options.BARS, style: str = compose_options.STYLE,
                 key: str | int | None = compose_options.KEY, meter: str | tuple[int, int] = compose_options.METER,

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from copy import copy as shallow_copy
 from pathlib import Path
 from typing import Any
@@ -38,13 +38,14 @@ from ..composer.vocab import METERS
 from ..errors import AudiogenError
 from ..fileio import update_json
 from ..midi import beat_grid, load_midi, midi_features
-from .options import LOOP_FORMATS, SamplingConfig
-from .tasks import decode, device_of, encode_prompt, prompt_limit
+from .options import LOOP_FORMATS, SamplingConfig, check_batch_size, check_count, check_number, show_value
+from .tasks import chunk_sampling, chunks, decode, device_of, encode_prompt, memory_errors, prompt_limit
 from .token_loop import generate_tokens
 
 MIN_BPM, MAX_BPM = 20.0, 400.0
 MAX_LOOP_SECONDS = 600.0
 DEFAULT_CROSSFADE = 0.25
+MAX_CROSSFADE = 10.0  # seconds (a loop's crossfade is at most a quarter of the loop anyway)
 LOOP_INDEX = "loops.json"
 
 
@@ -52,18 +53,26 @@ def loop_seconds(bars: int, bpm: float, beats_per_bar: int) -> float:
     return bars * beats_per_bar * 60.0 / bpm
 
 
-def check_loop(*, count: int, bars: int, bpm: float, beats_per_bar: int) -> None:
-    """Raise AudiogenError for impossible loop parameters (before any work or file is made)."""
-    if not isinstance(count, int) or count < 1:
-        raise AudiogenError(f"--count must be at least 1, got {count}")
-    if not isinstance(bars, int) or bars < 1:
-        raise AudiogenError(f"--bars must be at least 1, got {bars}")
-    if not (isinstance(bpm, (int, float)) and math.isfinite(bpm) and MIN_BPM <= bpm <= MAX_BPM):
-        raise AudiogenError(f"--bpm must be between {MIN_BPM:g} and {MAX_BPM:g}, got {bpm}")
-    if not isinstance(beats_per_bar, int) or not 1 <= beats_per_bar <= 32:
-        raise AudiogenError(f"--beats-per-bar must be between 1 and 32, got {beats_per_bar}")
+def check_loop(*, count: int, bars: int, bpm: float, beats_per_bar: int, cli: bool = True) -> None:
+    """Raise AudiogenError for impossible loop parameters (before any work or file is made); `cli`: name them as
+    options (--bpm), else as batch job fields (bpm)."""
+    def name(field: str) -> str:
+        return f"--{field.replace('_', '-')}" if cli else field
+
+    check_count(count, name("count"))
+    if isinstance(bars, bool) or not isinstance(bars, int) or bars < 1:
+        raise AudiogenError(f"{name('bars')} must be a whole number of at least 1, got {show_value(bars)}")
+    if isinstance(bpm, bool) or not (isinstance(bpm, (int, float)) and math.isfinite(bpm)
+                                     and MIN_BPM <= bpm <= MAX_BPM):
+        raise AudiogenError(f"{name('bpm')} must be between {MIN_BPM:g} and {MAX_BPM:g}, got {show_value(bpm)}")
+    if isinstance(beats_per_bar, bool) or not isinstance(beats_per_bar, int) or not 1 <= beats_per_bar <= 32:
+        raise AudiogenError(f"{name('beats_per_bar')} must be between 1 and 32, got {show_value(beats_per_bar)}")
     if loop_seconds(bars, bpm, beats_per_bar) > MAX_LOOP_SECONDS:
         raise AudiogenError(f"a {bars}-bar loop at {bpm:g} BPM lasts over {MAX_LOOP_SECONDS:g} s")
+
+
+def check_crossfade(crossfade: Any) -> float:
+    return check_number(crossfade, "crossfade", low=0.0, high=MAX_CROSSFADE)
 
 
 def loop_meter(beats_per_bar: int) -> str:
@@ -138,15 +147,40 @@ def make_loops(
     sampling: SamplingConfig, batch_size: int = 4, crossfade: float = DEFAULT_CROSSFADE, progress: Any = False,
     on_loop: Callable[[int, np.ndarray], None] | None = None,
 ) -> list[np.ndarray]:
-    """`count` loops, each float32 `[C, L]` with L = `loop_length(...)` samples exactly.
+    """`count` loops, each float32 `[C, L]` with L = `loop_length(...)` samples exactly (see `iter_loops`).
 
-    `midi`: one sketch (path or PrettyMIDI) for every loop, or a list of `count`, loop i's sketch at i.
     `on_loop(i, loop)` is called as each loop is finished (after its batch), so callers can write files
     while later batches still generate.
     """
+    loops = []
+    for i, loop in iter_loops(lm, codec, count=count, bars=bars, bpm=bpm, beats_per_bar=beats_per_bar, midi=midi,
+                              prompt=prompt, sampling=sampling, batch_size=batch_size, crossfade=crossfade,
+                              progress=progress):
+        loops.append(loop)
+        if on_loop is not None:
+            on_loop(i, loop)
+    return loops
+
+
+def iter_loops(
+    lm, codec, *, count: int, bars: int, bpm: float, beats_per_bar: int = 4,
+    midi: str | os.PathLike | pretty_midi.PrettyMIDI | Sequence[Any] | None = None,
+    prompt: tuple[torch.Tensor, int] | None = None,
+    sampling: SamplingConfig, batch_size: int = 4, crossfade: float = DEFAULT_CROSSFADE, progress: Any = False,
+    start: int = 0,
+) -> Iterator[tuple[int, np.ndarray]]:
+    """(i, loop i) for `count` loops, each float32 `[C, L]`, yielded as each chunk of `batch_size` finishes:
+    memory follows the batch size, not the count. Bad parameters, a prompt or a shared sketch that cannot be
+    used raise here, before the first loop is asked for.
+
+    `midi`: one sketch (path or PrettyMIDI) for every loop, or a sequence of `count` (a list, or
+    `AudioGen.loop_sketches(lazy=True)`), loop i's sketch at i, each asked for when its chunk starts.
+    Chunk j draws with seed + its first loop's index, so `start` (a multiple of `batch_size`) skips the
+    loops before it and makes the same later loops as a run from 0 (resuming a killed batch job).
+    """
     check_loop(count=count, bars=bars, bpm=bpm, beats_per_bar=beats_per_bar)
-    if batch_size < 1:
-        raise AudiogenError(f"--batch-size must be at least 1, got {batch_size}")
+    check_batch_size(batch_size, "--batch-size")
+    check_crossfade(crossfade)
     sr, hop = codec.sample_rate, codec.hop_length
     L = loop_length(bars, bpm, beats_per_bar, sr)
     bar_seconds = beats_per_bar * 60.0 / bpm
@@ -156,48 +190,56 @@ def make_loops(
     X = int(round(fade * sr))
     T = math.ceil((a + L) / hop)
 
-    conds: list[torch.Tensor] = []  # [T', F] each: one for every loop, or one per loop
+    sketches: Sequence[Any] = []
     if midi is not None:
         if not lm.config.cond_features:
             raise AudiogenError("this model is unconditional: loops from a MIDI sketch need a MIDI-conditioned model")
-        many = isinstance(midi, (list, tuple))
-        sketches = list(midi) if many else [midi]
+        many = isinstance(midi, Sequence) and not isinstance(midi, (str, bytes))
+        sketches = midi if many else [midi]  # not list(midi): a lazy sequence composes each when asked for
         if many and len(sketches) != count:
             raise ValueError(f"midi: one sketch or a list of {count}, got {len(sketches)}")
-        for sketch in sketches:
-            fitted = fit_sketch(load_midi(sketch), bars=bars, bpm=bpm, beats_per_bar=beats_per_bar,
-                                preroll_bars=preroll_bars, cycles=2)
-            conds.append(midi_features(fitted, frame_rate=codec.frame_rate,
-                                       num_frames=T + lm.config.cond_lookahead + 1, max_seconds=None))
     prompt_codes, Tp = None, 0
     if prompt is not None:
         prompt_codes, _ = encode_prompt(codec, prompt[0], prompt[1], max_frames=min(prompt_limit(lm) // 2, T))
         Tp = prompt_codes.shape[-1]
-        conds = [torch.cat([torch.zeros(Tp, c.shape[1]), c]) for c in conds]
 
-    loops: list[np.ndarray] = []
-    shared = None
-    if progress is True:  # one bar with ETA across every batch, not one per batch
-        from ..progress import bar
+    def condition(sketch: Any) -> torch.Tensor:  # [Tp + T', F]: the fitted sketch, after the prompt's null rows
+        fitted = fit_sketch(load_midi(sketch), bars=bars, bpm=bpm, beats_per_bar=beats_per_bar,
+                            preroll_bars=preroll_bars, cycles=2)
+        cond = midi_features(fitted, frame_rate=codec.frame_rate, num_frames=T + lm.config.cond_lookahead + 1,
+                             max_seconds=None)
+        return torch.cat([torch.zeros(Tp, cond.shape[1]), cond]) if Tp else cond
 
-        steps = Tp + T + lm.pattern.max_delay
-        shared = progress = bar(math.ceil(count / batch_size) * steps, "loops", unit="step")
-    for first in range(0, count, batch_size):
-        b = min(batch_size, count - first)
-        item_sampling = SamplingConfig(**{**sampling.__dict__, "seed": sampling.seed + first})
-        cond = None
-        if conds:  # [1, T', F] shared by the batch, or [b, T', F]: each loop its own sketch
-            cond = torch.stack(conds[first : first + b] if len(conds) > 1 else conds).to(device_of(lm))
-        codes = generate_tokens(lm, num_frames=Tp + T, batch_size=b, prompt=prompt_codes, cond=cond,
-                                sampling=item_sampling, progress=progress, desc="loops")
-        x = decode(codec, codes, start_frame=Tp, samples=T * hop)  # [b, C, T * hop]
-        for item in x:
-            loops.append(close_loop(item, start=a, length=L, crossfade=X))
-            if on_loop is not None:
-                on_loop(len(loops) - 1, loops[-1])
-    if shared is not None:
-        shared.close()
-    return loops
+    shared_cond = condition(sketches[0]) if len(sketches) == 1 else None  # one sketch: fitted once
+    chunk_list = list(chunks(count, batch_size, start=start))  # checks `start` now, not at the first item
+
+    def generate() -> Iterator[tuple[int, np.ndarray]]:  # the work, chunk by chunk, as the caller asks
+        shared, bar_or_flag = None, progress
+        if progress is True:  # one bar with ETA across every batch, not one per batch
+            from ..progress import bar
+
+            steps = Tp + T + lm.pattern.max_delay
+            shared = bar_or_flag = bar(len(chunk_list) * steps, "loops", unit="step")
+        try:
+            for first, b in chunk_list:
+                cond = None
+                if sketches:  # [1, T', F] shared by the batch, or [b, T', F]: each loop its own sketch (per chunk)
+                    rows = [shared_cond] if shared_cond is not None else [condition(s) for s in
+                                                                          sketches[first : first + b]]
+                    cond = torch.stack(rows).to(device_of(lm))
+                with memory_errors(b):
+                    codes = generate_tokens(lm, num_frames=Tp + T, batch_size=b, prompt=prompt_codes, cond=cond,
+                                            sampling=chunk_sampling(sampling, first), progress=bar_or_flag,
+                                            desc="loops")
+                    x = decode(codec, codes, start_frame=Tp, samples=T * hop)  # [b, C, T * hop]
+                del codes, cond
+                for j, item in enumerate(x):
+                    yield first + j, close_loop(item, start=a, length=L, crossfade=X)
+        finally:
+            if shared is not None:
+                shared.close()
+
+    return generate()
 
 
 def close_loop(x: np.ndarray, *, start: int, length: int, crossfade: int) -> np.ndarray:
@@ -220,8 +262,8 @@ def loop_info(length: int, *, bars: int, bpm: float, beats_per_bar: int) -> audi
 
 def check_format(fmt: str) -> str:
     """The loop file format (`wav`, `ogg` or `flac`), or an AudiogenError."""
-    if fmt not in LOOP_FORMATS:
-        raise AudiogenError(f"format must be one of {', '.join(LOOP_FORMATS)}, got {fmt!r}")
+    if not isinstance(fmt, str) or fmt not in LOOP_FORMATS:
+        raise AudiogenError(f"format must be one of {', '.join(LOOP_FORMATS)}, got {show_value(fmt)}")
     return fmt
 
 

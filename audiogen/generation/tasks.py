@@ -7,13 +7,16 @@ Every task is the same three moves: audio/MIDI in -> codes + conditioning -> `ge
 (prefill + one cached step per frame, any length: the KV cache is a sliding ring buffer) ->
 `codec.decode` of all frames at once, cut to exactly the requested number of samples. Audio is
 never re-encoded mid-way, so long outputs have no window seams. Loops live in `audiogen/generation/loops.py`.
-Outputs are float32 `[C, N]` at the codec's sample rate.
+Outputs are float32 `[C, N]` at the codec's sample rate. Many items (`iter_generate_audio`, loops) are made in
+chunks of `batch_size` and yielded as each chunk finishes, so memory follows the batch size, not the count.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -23,7 +26,7 @@ import torch
 from .. import audio
 from ..errors import AudiogenError
 from ..midi import load_midi, midi_features, midi_seconds
-from .options import SamplingConfig
+from .options import SamplingConfig, check_batch_size, check_count, show_value
 from .token_loop import generate_tokens
 
 MAX_SECONDS = 3600.0  # one hour of output per item: beyond that a typo is more likely than a wish
@@ -32,8 +35,9 @@ JOIN_FADE_SECONDS = 0.05  # original seed -> decoded continuation crossfade
 
 
 def check_seconds(seconds: float, what: str = "--seconds") -> float:
-    if not isinstance(seconds, (int, float)) or not math.isfinite(seconds) or seconds <= 0:
-        raise AudiogenError(f"{what} must be a positive number of seconds, got {seconds}")
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not math.isfinite(seconds) \
+            or seconds <= 0:
+        raise AudiogenError(f"{what} must be a positive number of seconds, got {show_value(seconds)}")
     if seconds > MAX_SECONDS:
         raise AudiogenError(f"{what} = {seconds:g} is more than the {MAX_SECONDS:g} s limit per item")
     return float(seconds)
@@ -99,14 +103,18 @@ def continue_audio(
     continuation = decoded[:, Tp * hop : Tp * hop + new_samples]
     if not keep_prompt:
         return continuation
-    seed = prepared.numpy().copy()
+    # One output array with the seed copied in once (a 10-minute seed is 58 MB at 24 kHz: copies add up).
+    n = prepared.shape[-1]
+    out = np.empty((prepared.shape[0], n + continuation.shape[-1]), np.float32)
+    out[:, :n], out[:, n:] = prepared.numpy(), continuation
+    seed = out[:, :n]  # a view: the fade below writes into the output
     # Fade from the original seed into the codec's rendering of its last moments, so the
     # timbre change at the join is gradual rather than a step.
     fade = min(seed.shape[-1], Tp * hop, int(JOIN_FADE_SECONDS * sr))
     if fade > 0:
         ramp = np.linspace(0.0, 1.0, fade, dtype=np.float32)
         seed[:, -fade:] = seed[:, -fade:] * (1 - ramp) + decoded[:, Tp * hop - fade : Tp * hop] * ramp
-    return np.concatenate([seed, continuation], axis=-1).astype(np.float32)
+    return out
 
 
 def require_conditional(lm, task: str) -> None:
@@ -140,14 +148,76 @@ def render_midi(
     return decode(codec, codes, start_frame=Tp, samples=samples)[0]
 
 
-def generate_audio(
-    lm, codec, *, seconds: float, count: int = 1, sampling: SamplingConfig, progress: Any = False,
-) -> np.ndarray:
-    """`count` unconditional samples `[count, C, N]` (MIDI-conditioned models use the null condition)."""
+@contextlib.contextmanager
+def memory_errors(batch_size: int) -> Iterator[None]:
+    """Out of memory (CUDA, or an allocation the CPU refuses) while generating `batch_size` items at once is a
+    one-line `AudiogenError` that says what to lower, not a traceback."""
+    try:
+        yield
+    except (torch.OutOfMemoryError, MemoryError):
+        raise AudiogenError(f"out of memory generating {batch_size} items at once: lower --batch-size") from None
+    except RuntimeError as err:
+        text = str(err).lower()
+        if "out of memory" not in text and "can't allocate memory" not in text:
+            raise
+        raise AudiogenError(f"out of memory generating {batch_size} items at once: lower --batch-size") from None
+
+
+def chunks(count: int, batch_size: int, *, start: int = 0) -> Iterator[tuple[int, int]]:
+    """(first item, items) of each chunk of `batch_size` from item `start` (a multiple of batch_size) on."""
+    assert start % batch_size == 0, "a resumed run starts at a chunk boundary (same seeds, same items)"
+    for first in range(start, count, batch_size):
+        yield first, min(batch_size, count - first)
+
+
+def chunk_sampling(sampling: SamplingConfig, first: int) -> SamplingConfig:
+    """The sampling of the chunk whose first item is `first`: seed + first, so a chunk's items do not
+    depend on the chunks before it (a resumed run makes the same items)."""
+    return SamplingConfig(**{**sampling.__dict__, "seed": sampling.seed + first})
+
+
+def iter_generate_audio(
+    lm, codec, *, seconds: float, count: int = 1, batch_size: int | None = None, sampling: SamplingConfig,
+    progress: Any = False, start: int = 0,
+) -> Iterator[np.ndarray]:
+    """`count` unconditional samples, each float32 `[C, N]`, yielded as each chunk of `batch_size` finishes
+    (MIDI-conditioned models use the null condition). None: `batch_size` = `count` (one chunk). Bad
+    parameters raise here, before the first sample is asked for.
+
+    Chunk i draws with seed + its first item's index; `start` (a multiple of `batch_size`) skips the chunks before.
+    """
     check_seconds(seconds)
-    if count < 1:
-        raise AudiogenError(f"count must be at least 1, got {count}")
+    check_count(count)
+    batch_size = count if batch_size is None else check_batch_size(batch_size)
     samples = audio.seconds_to_samples(seconds, codec.sample_rate)
     T = math.ceil(samples / codec.hop_length)
-    codes = generate_tokens(lm, num_frames=T, batch_size=count, sampling=sampling, progress=progress, desc="generate")
-    return decode(codec, codes, samples=samples)
+    chunk_list = list(chunks(count, batch_size, start=start))  # checks `start` now, not at the first item
+
+    def generate() -> Iterator[np.ndarray]:  # the work, chunk by chunk, as the caller asks
+        shared, bar_or_flag = None, progress
+        if progress is True and len(chunk_list) > 1:  # one bar with ETA across every chunk
+            from ..progress import bar
+
+            shared = bar_or_flag = bar(len(chunk_list) * (T + lm.pattern.max_delay), "generate", unit="step")
+        try:
+            for first, b in chunk_list:
+                with memory_errors(b):
+                    codes = generate_tokens(lm, num_frames=T, batch_size=b, sampling=chunk_sampling(sampling, first),
+                                            progress=bar_or_flag, desc="generate")
+                    wavs = decode(codec, codes, samples=samples)  # [b, C, N]
+                del codes
+                yield from wavs
+        finally:
+            if shared is not None:
+                shared.close()
+
+    return generate()
+
+
+def generate_audio(
+    lm, codec, *, seconds: float, count: int = 1, batch_size: int | None = None, sampling: SamplingConfig,
+    progress: Any = False,
+) -> np.ndarray:
+    """`count` unconditional samples `[count, C, N]` (see `iter_generate_audio`)."""
+    return np.stack(list(iter_generate_audio(lm, codec, seconds=seconds, count=count, batch_size=batch_size,
+                                             sampling=sampling, progress=progress)))
