@@ -4,7 +4,7 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
-APT_PACKAGES := fluidsynth fluid-soundfont-gm timgm6mb-soundfont ffmpeg g++
+APT_PACKAGES := fluidsynth fluid-soundfont-gm timgm6mb-soundfont ffmpeg g++ chromium
 
 .PHONY: demo test install install-dev apt lint bench clean
 
@@ -26,7 +26,8 @@ install-dev: $(VENV)/.installed-dev
 
 # fluidsynth and the General MIDI soundfonts render MIDI in the tests and the corpus recipe;
 # ffmpeg gives `audiogen eval` its Opus reference; g++ is what torch.compile's CPU backend builds
-# with (tests/lm/test_decode_cuda.py compiles the fixed-shape decode step).
+# with (tests/lm/test_decode_cuda.py compiles the fixed-shape decode step); chromium is the browser the studio's
+# tests drive headless through playwright (a dev extra that never downloads a browser of its own).
 apt:
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \

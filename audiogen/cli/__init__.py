@@ -2,8 +2,8 @@
 
 One module per command group, each with its handlers beside its subparsers: `codec`, `generate`
 (continue, render, loops, generate, batch, demo), `data` (tokenize, corpus), `train`, `model` (info,
-eval, export, bench), `compose` (MIDI from the composer); `common` holds what they share. Parsing
-imports no torch: handlers import the library when they run.
+eval, export, bench), `compose` (MIDI from the composer), `serve` (the web studio); `common` holds what
+they share. Parsing imports no torch: handlers import the library when they run.
 
     audiogen continue SEED.wav -o OUT.wav --seconds S
     audiogen render SKETCH.mid -o OUT.wav [--prompt TIMBRE.wav]     (or --compose [--bars 8 --style folk ...])
@@ -17,6 +17,7 @@ imports no torch: handlers import the library when they run.
     audiogen tokenize AUDIO_DIR --codec C -o DATASET_DIR
     audiogen train codec|lm|composer RECIPE.toml -o RUN_DIR [--resume] [--section.key=value ...]
     audiogen compose -o OUT.mid [--bars 8] [--style folk] [--key D] [--meter 3/4] [--prompt MELODY.mid] [--loop]
+    audiogen serve [--host 127.0.0.1] [--port 7860] [--model DIR] [--output-dir studio-out]
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import os
 import sys
 
 from ..errors import AudiogenError
-from . import codec, compose, data, generate, model, train
+from . import codec, compose, data, generate, model, serve, train
 from .common import Parser
 
 __all__ = ["build_parser", "main"]
@@ -45,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_parsers(sub)
     train.add_parsers(sub)
     compose.add_parsers(sub)
+    serve.add_parsers(sub)
     return parser
 
 
@@ -70,6 +72,14 @@ def main(argv: list[str] | None = None) -> int:
         # stdout went away (`audiogen demo | head -1`): the work is done; stop printing, quietly.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
+    except OSError as err:  # a writer outside fileio.atomic_path on a full disk: still one line
+        from ..fileio import WRITE_ERRORS
+
+        if err.errno not in WRITE_ERRORS:
+            raise
+        where = f"writing {err.filename}" if err.filename else f"({err.strerror})"
+        print(f"audiogen: error: {WRITE_ERRORS[err.errno]} {where}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":
