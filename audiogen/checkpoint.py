@@ -11,8 +11,10 @@ killed at any instant resumes from a consistent snapshot.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
+import math
 import os
 import shutil
 from pathlib import Path
@@ -82,12 +84,39 @@ def read_config(directory: str | os.PathLike, *, kind: str | None = None) -> dic
         raise AudiogenError(f"{path}: not valid JSON") from None
     if not isinstance(meta, dict) or "config" not in meta:
         raise AudiogenError(f"{path}: not an audiogen model config")
+    # The entries loaders index into: a null or a number there is one line, not a traceback.
+    if not isinstance(meta["config"], dict):
+        raise AudiogenError(f'{path}: "config" must be a JSON object, got {_json_type(meta["config"])}')
+    if meta.get("codec") is not None and not isinstance(meta["codec"], dict):
+        raise AudiogenError(f'{path}: "codec" must be a JSON object, got {_json_type(meta["codec"])}')
     version = meta.get("format_version")
     if version != FORMAT_VERSION:
         raise AudiogenError(f"{path}: format_version {version!r} is not supported (expected {FORMAT_VERSION})")
     if kind is not None and meta.get("kind") != kind:
         raise AudiogenError(f"{directory}: is a {meta.get('kind')!r} model, expected a {kind!r} model")
     return meta
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return {int: "a number", float: "a number", str: "a string", list: "a list"}.get(type(value), type(value).__name__)
+
+
+def check_bounds(config: Any, bounds: dict[str, tuple[float, float]], *, where: str) -> None:
+    """A one-line `AudiogenError` unless every float setting of the dataclass `config` is finite and every setting
+    named in `bounds` (a number, or each number of a list) lies in its inclusive range: a config.json asking for
+    absurd sizes (`dim` 1e9, `num_layers` 1e6) fails here, before a module is built."""
+    for field in dataclasses.fields(config):
+        value = getattr(config, field.name)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise AudiogenError(f"{where}: {field.name} must be a finite number, got {value}")
+    for name, (low, high) in bounds.items():
+        value = getattr(config, name)
+        if not all(low <= v <= high for v in (value if isinstance(value, (list, tuple)) else [value])):
+            raise AudiogenError(f"{where}: {name} must be in {low:g}..{high:g}, got {value}")
 
 
 def load_weights(directory: str | os.PathLike) -> dict[str, torch.Tensor]:

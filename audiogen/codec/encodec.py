@@ -37,7 +37,7 @@ from encodec.quantization import ResidualVectorQuantizer
 from .. import checkpoint
 from ..config import from_dict, to_dict
 from ..errors import AudiogenError
-from .base import Codec, kbps
+from .base import Codec, kbps, release_freed_memory
 from .spectral import ISTFTDecoder
 
 KIND = "codec"
@@ -71,6 +71,17 @@ class CodecConfig:
     istft_n_fft: int = 0  # 0 = 4 x the STFT hop
     quantizer_dropout: bool = False  # train on a random depth from `codebook_choices` per batch
 
+    # Stated bounds (inclusive), checked before anything is built: a config.json asking for more is a one-line
+    # error, not gigabytes allocated first. Generous: Meta's 24 kHz model is n_filters 32, dimension 128, 32 x 1024.
+    # Together they keep any codec within bounds near 1 GB of weights.
+    BOUNDS = {"sample_rate": (1000, 768000), "n_filters": (1, 512), "dimension": (1, 4096), "ratios": (1, 16),
+              "n_residual_layers": (0, 16), "lstm_layers": (0, 8), "max_codebooks": (1, 64),
+              "codebook_size": (2, 65536), "ema_decay": (0, 1), "kmeans_iters": (0, 10000),
+              "dead_code_threshold": (0, 2**31), "istft_dim": (1, 1024), "istft_layers": (0, 16),
+              "istft_subframes": (1, 64), "istft_n_fft": (0, 2**16)}
+    MAX_WIDTH = 2048  # channels of the widest SEANet layer, n_filters * 2 ** len(ratios) (Meta's: 512)
+    MAX_CODEBOOK_VALUES = 2**24  # max_codebooks * codebook_size * dimension (64 MB per quantizer table)
+
     def validate(self) -> None:
         if self.sample_rate <= 0 or self.channels not in (1, 2):
             raise AudiogenError("codec: sample_rate must be positive and channels 1 or 2")
@@ -94,6 +105,14 @@ class CodecConfig:
             if self.istft_n_fft and (self.istft_n_fft % 2 or self.istft_n_fft < 2 * stft_hop):
                 raise AudiogenError(f"codec: istft_n_fft must be even and at least twice the STFT hop {stft_hop} "
                                     f"(or 0 for 4 x)")
+        checkpoint.check_bounds(self, self.BOUNDS, where="codec")
+        if not 1 <= len(self.ratios) <= 8 or self.n_filters * 2 ** len(self.ratios) > self.MAX_WIDTH:
+            raise AudiogenError(f"codec: 1..8 ratios with n_filters * 2 ** len(ratios) at most {self.MAX_WIDTH}, "
+                                f"got n_filters {self.n_filters} and {len(self.ratios)} ratios")
+        if self.max_codebooks * self.codebook_size * self.dimension > self.MAX_CODEBOOK_VALUES:
+            raise AudiogenError(f"codec: max_codebooks x codebook_size x dimension must be at most "
+                                f"{self.MAX_CODEBOOK_VALUES:,}, got {self.max_codebooks} x {self.codebook_size} x "
+                                f"{self.dimension}")
 
     # Settings added after the first format: left out of the identity hash while at their
     # defaults, so codes files and datasets made before them keep matching their codec.
@@ -128,7 +147,10 @@ class EncodecCodec(Codec):
         # Context a chunk needs: about one second each side covers the convolutions' receptive
         # field and lets the LSTM settle.
         self.context_frames = max(8, int(round(self.frame_rate)))
-        self.chunk_frames = max(64, int(round(20 * self.frame_rate)))
+        # 10 s chunks: the bundled codec's activations for 20 s + context are 34 MB tensors, which glibc's heap
+        # fragments: encoding 3 minutes peaked at 1.13 GB with 20 s chunks, 0.84 GB with 10 s, for 9 % more
+        # encoder work (benchmarks/peak_memory.py measures the commands).
+        self.chunk_frames = max(64, int(round(10 * self.frame_rate)))
         common = dict(
             channels=config.channels, dimension=config.dimension, n_filters=config.n_filters,
             n_residual_layers=config.n_residual_layers, ratios=list(config.ratios), norm=config.norm,
@@ -200,8 +222,21 @@ class EncodecCodec(Codec):
         updates; on a GPU (bf16 autocast by default) the codebooks collapsed to one code in 100 steps."""
         return torch.autocast(device_type=next(self.quantizer.buffers()).device.type, enabled=False)
 
+    @staticmethod
+    def _layer_by_layer(module: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+        """`module(x)` for a SEANet stack (its `forward` is `self.model(x)`), giving the freed activations back
+        after each layer: on a 10-second chunk glibc's heap otherwise holds 50-70 MB more at the peak
+        (`release_freed_memory`, about 2 ms a layer). Other modules run as they are."""
+        layers = getattr(module, "model", None)
+        if not isinstance(module, (SEANetEncoder, SEANetDecoder)) or not isinstance(layers, torch.nn.Sequential):
+            return module(x)
+        for layer in layers:
+            x = layer(x)
+            release_freed_memory()
+        return x
+
     def _encode_chunk(self, wav: torch.Tensor) -> torch.Tensor:
-        latent = self.encoder(wav)  # [B, D, T]
+        latent = self._layer_by_layer(self.encoder, wav)  # [B, D, T]
         with self._quantizer_fp32():
             codes = self.quantizer.vq.encode(latent.float(), n_q=self.num_codebooks)  # [K, B, T]
         return codes.transpose(0, 1)
@@ -209,7 +244,7 @@ class EncodecCodec(Codec):
     def _decode_chunk(self, codes: torch.Tensor) -> torch.Tensor:
         with self._quantizer_fp32():
             latent = self.quantizer.vq.decode(codes.transpose(0, 1))
-        wav = self.decoder(latent)
+        wav = self._layer_by_layer(self.decoder, latent)
         if self.config.normalize:
             wav = wav * self.REFERENCE_RMS  # the model works at unit RMS
         return wav
@@ -287,12 +322,17 @@ def load_pretrained(
     per_codebook = kbps(1, base.codebook_size, base.sample_rate / base.hop_length)
     config = dataclasses.replace(base, num_codebooks=int(round(bandwidth / per_codebook)))
     codec = EncodecCodec(config)
-    try:
-        state = torch.load(str(file), map_location="cpu", weights_only=True)
-    except Exception as err:  # corrupt file, or a pickle that needs code: refuse either way
-        raise AudiogenError(f"{file}: not a loadable EnCodec checkpoint ({type(err).__name__})") from None
-    try:
-        codec.load_state_dict(state)
-    except (RuntimeError, TypeError, AttributeError):
-        raise AudiogenError(f"{file}: tensors do not match the {name} architecture") from None
+    # A refused file is one line: torch's own warnings about what it holds (sparse tensors, say) stay quiet.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            state = torch.load(str(file), map_location="cpu", weights_only=True)
+        except Exception as err:  # corrupt file, or a pickle that needs code: refuse either way
+            raise AudiogenError(f"{file}: not a loadable EnCodec checkpoint ({type(err).__name__})") from None
+        try:
+            codec.load_state_dict(state)
+        except (RuntimeError, TypeError, AttributeError):
+            raise AudiogenError(f"{file}: tensors do not match the {name} architecture") from None
+    if not all(torch.isfinite(t).all() for t in codec.state_dict().values() if t.is_floating_point()):
+        raise AudiogenError(f"{file}: weights are not finite (NaN or infinity): not a usable {name} checkpoint")
     return codec.eval()

@@ -61,18 +61,26 @@ def load(path: str | os.PathLike) -> CodeFile:
     try:
         with np.load(path, allow_pickle=False) as data:
             bandwidth = float(data["bandwidth"])
-            codes = torch.from_numpy(data["codes"].astype(np.int64))
-            if codes.dim() != 2:
-                raise ValueError("codes must be [K, T]")
-            return CodeFile(
-                codes=codes, sample_rate=int(data["sample_rate"]), channels=int(data["channels"]),
-                length=int(data["length"]), codec=str(data["codec"]),
+            raw = data["codes"]
+            if raw.ndim != 2 or not np.issubdtype(raw.dtype, np.integer):
+                raise ValueError("codes must be integers [K, T]")
+            item = CodeFile(
+                codes=torch.from_numpy(raw.astype(np.int64)), sample_rate=int(data["sample_rate"]),
+                channels=int(data["channels"]), length=int(data["length"]), codec=str(data["codec"]),
                 bandwidth=None if np.isnan(bandwidth) else bandwidth,
                 identity=json.loads(str(data["identity"])),
                 scale=float(data["scale"]) if "scale" in data.files else None,
             )
-    except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile, json.JSONDecodeError):
+    except (OSError, EOFError, ValueError, TypeError, KeyError, zipfile.BadZipFile, json.JSONDecodeError):
         raise AudiogenError(f"{path}: not an audiogen code file") from None
+    # Fields a decode uses: a NaN scale would reach the audio writer as NaN samples (a traceback).
+    if item.sample_rate <= 0 or item.channels not in (1, 2) or item.length <= 0 or not isinstance(item.identity, dict):
+        raise AudiogenError(f"{path}: not an audiogen code file (sample_rate, channels, length or identity invalid)")
+    if item.scale is not None and not (np.isfinite(item.scale) and item.scale > 0):
+        raise AudiogenError(f"{path}: scale must be a positive finite number, got {item.scale}")
+    if item.bandwidth is not None and not (np.isfinite(item.bandwidth) and item.bandwidth > 0):
+        raise AudiogenError(f"{path}: bandwidth must be a positive number of kbps, got {item.bandwidth}")
+    return item
 
 
 def encode_file(codec: Codec, path: str | os.PathLike, *, spec: str, bandwidth: float | None = None) -> CodeFile:
@@ -81,9 +89,11 @@ def encode_file(codec: Codec, path: str | os.PathLike, *, spec: str, bandwidth: 
     The audio is resampled and mixed to the codec's rate and channels; for a normalising codec the
     input's RMS scale travels with the codes, so `decode_file` restores the original loudness.
     """
-    wav, sr = audio.load(path)
-    length = audio.seconds_to_samples(wav.shape[-1] / sr, codec.sample_rate)
-    wav = audio.prepare(wav, sr, target_rate=codec.sample_rate, channels=codec.channels)[None]
+    seconds = audio.info(path)[2]
+    # Streamed: mixed and resampled while it is read, so memory holds the codec-rate audio only (the encoder is
+    # chunked too): a 10-minute file of any rate and channel count encodes in well under 1 GB.
+    wav = audio.load(path, sample_rate=codec.sample_rate, channels=codec.channels)[0][None]
+    length = audio.seconds_to_samples(seconds, codec.sample_rate)
     scale = None
     if getattr(codec.config, "normalize", False):
         scale = float(codec.input_scale(wav).flatten()[0])

@@ -65,6 +65,13 @@ class LMConfig:
     rope_base: float = 10000.0
     norm_eps: float = 1e-5
 
+    # Stated bounds (inclusive), checked before anything is built: a config.json asking for more is a one-line
+    # error, not gigabytes allocated first. Generous: the recipes use dim 256, 6 layers, context 500.
+    BOUNDS = {"num_codebooks": (1, 64), "codebook_size": (2, 65536), "dim": (1, 8192), "num_layers": (1, 96),
+              "num_heads": (1, 128), "mlp_ratio": (0, 16), "context": (1, 65536), "cond_features": (0, 4096),
+              "cond_lookahead": (0, 64)}
+    MAX_PARAMS = 2**29  # 2 GiB of float32 weights (the bundled model: 3.6 M parameters)
+
     def validate(self) -> None:
         if self.num_codebooks < 1 or self.codebook_size < 2:
             raise AudiogenError("model: num_codebooks must be at least 1 and codebook_size at least 2")
@@ -84,6 +91,19 @@ class LMConfig:
             raise AudiogenError("model: cond_dropout and dropout must be in [0, 1)")
         if self.rope_base <= 0 or self.norm_eps <= 0:
             raise AudiogenError("model: rope_base and norm_eps must be positive")
+        checkpoint.check_bounds(self, self.BOUNDS, where="model")
+        if self.num_params > self.MAX_PARAMS:
+            raise AudiogenError(f"model: {self.num_params:,} parameters, at most {self.MAX_PARAMS:,} "
+                                f"(dim {self.dim}, num_layers {self.num_layers}, codebooks {self.num_codebooks} "
+                                f"x {self.codebook_size})")
+
+    @property
+    def num_params(self) -> int:
+        """The parameters `LM(self)` has, counted from the config (nothing built)."""
+        K, V, D = self.num_codebooks, self.codebook_size, self.dim
+        layer = 2 * D + 4 * D * D + 3 * D * self.hidden_dim  # two norms, qkv + out, gate_up + down
+        cond = (self.cond_width + 2) * D if self.cond_features else 0  # projection, its bias, the null condition
+        return K * (V + 1) * D + cond + self.num_layers * layer + D + K * V * D
 
     @property
     def special(self) -> int:
