@@ -10,13 +10,11 @@ without --quiet: had the work started, its progress bar would be a second line o
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
-from conftest import write_wav
-from tinymodel import make_tiny_model, write_seed, write_sketch
 from tinymodel import run_main as run_cli
+from tinymodel import writer_inputs
 
 LONG = "n" * 300
 
@@ -24,15 +22,7 @@ LONG = "n" * 300
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory) -> dict[str, Path]:
     base = tmp_path_factory.mktemp("inputs")
-    model = make_tiny_model(base / "tiny")
-    seed = write_seed(base / "seed.wav", seconds=0.5, sample_rate=8000, channels=1)
-    clips = base / "clips"
-    write_wav(clips / "a.wav", 0.5, 8000)
-    assert run_cli("codec", "encode", seed, "-o", base / "seed.npz", "--codec", model / "codec", "--quiet") == 0
-    jobs = base / "jobs.jsonl"
-    jobs.write_text(json.dumps({"task": "continue", "seed_audio": str(seed), "seconds": 0.25}) + "\n")
-    return {"model": model, "seed": seed, "npz": base / "seed.npz", "clips": clips, "jobs": jobs,
-            "sketch": write_sketch(base / "sketch.mid")}
+    return writer_inputs(base)
 
 
 CASES = {

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import json
 import os
 import resource
 import shutil
@@ -24,10 +23,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from conftest import write_recipe, write_wav
+from conftest import write_recipe
 from safetensors.torch import save_file
-from tinymodel import make_tiny_model, write_seed
 from tinymodel import run_main as run_cli
+from tinymodel import writer_inputs
 
 from audiogen.errors import AudiogenError
 from audiogen.fileio import (
@@ -181,15 +180,7 @@ def _fill(folder: Path) -> None:
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory) -> dict[str, Path]:
     base = tmp_path_factory.mktemp("inputs")
-    model = make_tiny_model(base / "tiny")
-    seed = write_seed(base / "seed.wav", seconds=0.5, sample_rate=8000, channels=1)
-    clips = base / "clips"
-    write_wav(clips / "a.wav", 0.5, 8000)
-    assert run_cli("codec", "encode", seed, "-o", base / "seed.npz", "--codec", model / "codec", "--quiet") == 0
-    jobs = base / "jobs.jsonl"
-    jobs.write_text(json.dumps({"task": "continue", "seed_audio": str(seed), "seconds": 0.25}) + "\n")
-    return {"model": model, "seed": seed, "npz": base / "seed.npz", "clips": clips, "jobs": jobs,
-            "recipe": write_recipe(base / "recipe.toml", clips)}
+    return {**writer_inputs(base), "recipe": write_recipe(base / "recipe.toml", base / "clips")}
 
 
 COMMANDS = {  # every writer: audio (three formats, and a PNG), codes, loops, a token dataset, batch, training, MIDI

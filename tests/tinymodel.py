@@ -71,3 +71,21 @@ def frames_of(path: Path) -> tuple[int, int, int]:
     """(frames, sample rate, channels) of an audio file."""
     info = sf.info(str(path))
     return info.frames, info.samplerate, info.channels
+
+
+def writer_inputs(base: Path) -> dict[str, Path]:
+    """What the output-writing tests feed every command: a tiny model, a seed WAV and its codes, a folder of
+    clips, a one-job batch file and a MIDI sketch (all in `base`)."""
+    import json
+
+    from conftest import write_wav
+
+    model = make_tiny_model(base / "tiny")
+    seed = write_seed(base / "seed.wav", seconds=0.5, sample_rate=8000, channels=1)
+    clips = base / "clips"
+    write_wav(clips / "a.wav", 0.5, 8000)
+    assert run_main("codec", "encode", seed, "-o", base / "seed.npz", "--codec", model / "codec", "--quiet") == 0
+    jobs = base / "jobs.jsonl"
+    jobs.write_text(json.dumps({"task": "continue", "seed_audio": str(seed), "seconds": 0.25}) + "\n")
+    return {"model": model, "seed": seed, "npz": base / "seed.npz", "clips": clips, "jobs": jobs,
+            "sketch": write_sketch(base / "sketch.mid")}

@@ -373,11 +373,18 @@ def model_report(ag, corpus: str | Path, *, files: int = 6, seconds: float = 10.
     return report
 
 
-def print_model_report(report: dict[str, Any]) -> None:
-    rows = []
+def _table() -> tuple[list[dict[str, Any]], Any]:
+    """Rows for `print_table` and the function that adds one: (section, metric, value, reference, note)."""
+    rows: list[dict[str, Any]] = []
 
     def add(section: str, name: str, value: Any, reference: Any = "", note: str = "") -> None:
         rows.append({"section": section, "metric": name, "value": value, "reference": reference, "note": note})
+
+    return rows, add
+
+
+def print_model_report(report: dict[str, Any]) -> None:
+    rows, add = _table()
 
     c = report["codec"]
     add("codec", "SI-SNR dB", c["si_snr"], c.get("opus_si_snr", ""), f"reference: Opus at {c['kbps']:.1f} kbps")
@@ -449,10 +456,7 @@ def composer_eval(model_dir: str | Path | None, data_dir: str | Path, *, pieces:
 
 def print_composer_report(report: dict[str, Any]) -> None:
     """The composer's figures, each beside its reference (held-out pieces, the bigram)."""
-    rows = []
-
-    def add(section: str, name: str, value: Any, reference: Any = "", note: str = "") -> None:
-        rows.append({"section": section, "metric": name, "value": value, "reference": reference, "note": note})
+    rows, add = _table()
 
     h = report["heldout"]
     add("held-out", "NLL per event (nats)", h["nll"], h["bigram_nll"], f"reference: bigram; ratio {h['nll_ratio']:.3f}")
