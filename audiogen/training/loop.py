@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import dataclasses
+import io
 import math
 import os
 import sys
@@ -32,7 +33,7 @@ import torch
 
 from .. import checkpoint
 from ..errors import AudiogenError
-from ..fileio import ensure_writable_dir, remove_stale_temporaries, write_json
+from ..fileio import append_line, atomic_path, ensure_writable_dir, remove_stale_temporaries, write_json
 from ..progress import bar
 from . import distributed
 from .checkpoints import MANIFEST_NAME, Checkpoints, read_state_meta
@@ -162,12 +163,10 @@ class CsvLog:
         keys: list[str] = []
         for row in self.rows:
             keys += [k for k in row if k not in keys]
-        tmp = self.path.with_suffix(".csv.tmp")
-        with open(tmp, "w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=keys or ["step"])
+        with atomic_path(self.path) as tmp, open(tmp, "w", newline="") as handle:  # full disk: one line
+            writer = csv.DictWriter(handle, fieldnames=keys or ["step"], lineterminator="\n")
             writer.writeheader()
             writer.writerows(self.rows)
-        os.replace(tmp, self.path)
 
     def add(self, row: dict[str, Any]) -> None:
         known = set().union(*self.rows) if self.rows else set()
@@ -175,8 +174,10 @@ class CsvLog:
         if set(row) - known or not self.path.exists():
             self._rewrite()
         else:
-            with open(self.path, "a", newline="") as handle:
-                csv.DictWriter(handle, fieldnames=list(dict.fromkeys(k for r in self.rows for k in r))).writerow(row)
+            text = io.StringIO()
+            csv.DictWriter(text, fieldnames=list(dict.fromkeys(k for r in self.rows for k in r)),
+                           lineterminator="\n").writerow(row)
+            append_line(self.path, text.getvalue())
 
 
 def _tensorboard(out_dir: Path):
