@@ -217,9 +217,20 @@ def codec_rows(codec, device: torch.device, *, seconds: float) -> dict[str, floa
     return {"codec_encode_x_realtime": seconds / encode, "codec_decode_x_realtime": seconds / decode}
 
 
-def task_rows(ag, *, smoke: bool) -> dict[str, float]:
-    """End-to-end real-time factors (audio seconds / wall seconds) of render, continue and loops, batch 1."""
+PHASES = ("load", "codec encode", "prefill", "decode", "codec decode", "write")  # how task times are split
+
+
+def task_rows(ag, *, smoke: bool, load_seconds: float = 0.0) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
+    """End-to-end real-time factors (audio seconds / wall seconds) of render, continue and loops, batch 1,
+    and where each task's time went: `PHASES` in seconds (`load`: the model's, once per process, shown
+    with every task; `other`: the rest, such as MIDI features and sketch fitting)."""
+    import tempfile
+    from pathlib import Path
+
     import pretty_midi
+
+    from .. import audio
+    from ..timing import phase, record
 
     seconds = 1.0 if smoke else 8.0
     pm = pretty_midi.PrettyMIDI(initial_tempo=120)
@@ -227,19 +238,26 @@ def task_rows(ag, *, smoke: bool) -> dict[str, float]:
     for i in range(int(seconds * 2)):
         piano.notes.append(pretty_midi.Note(90, 60 + (i * 5) % 12, i * 0.5, i * 0.5 + 0.45))
     pm.instruments.append(piano)
-    out: dict[str, float] = {}
-    if ag.conditional:
-        start = time.perf_counter()
-        wav, sr = ag.render_midi(pm, seconds=seconds)
-        out["render_x_realtime"] = wav.shape[-1] / sr / (time.perf_counter() - start)
     seed = torch.randn(1, ag.sample_rate) * 0.1
-    start = time.perf_counter()
-    wav, sr = ag.continue_audio(seed, ag.sample_rate, seconds, keep_prompt=False)
-    out["continue_x_realtime"] = wav.shape[-1] / sr / (time.perf_counter() - start)
-    start = time.perf_counter()
-    loops, sr = ag.loops(1, 1 if smoke else 4, 120, batch_size=1)
-    out["loops_x_realtime"] = loops[0].shape[-1] / sr / (time.perf_counter() - start)
-    return out
+    tasks: dict[str, Callable[[], Any]] = {}
+    if ag.conditional:
+        tasks["render"] = lambda: ag.render_midi(pm, seconds=seconds)
+    tasks["continue"] = lambda: ag.continue_audio(seed, ag.sample_rate, seconds, keep_prompt=False)
+    tasks["loops"] = lambda: (lambda made: (made[0][0], made[1]))(ag.loops(1, 1 if smoke else 4, 120, batch_size=1))
+    rates: dict[str, float] = {}
+    split: dict[str, dict[str, float]] = {}
+    with tempfile.TemporaryDirectory() as folder:
+        for name, task in tasks.items():
+            with record() as spent:
+                start = time.perf_counter()
+                wav, sr = task()
+                with phase("write"):
+                    audio.save(Path(folder) / f"{name}.wav", wav, sr)
+                wall = time.perf_counter() - start
+            rates[f"{name}_x_realtime"] = wav.shape[-1] / sr / wall
+            split[name] = {"load": load_seconds, **{k: spent.get(k, 0.0) for k in PHASES[1:]},
+                           "other": max(0.0, wall - sum(spent.values()))}
+    return rates, split
 
 
 # ---------------------------------------------------------------------- the run
@@ -277,7 +295,9 @@ def run_bench(cfg: BenchConfig, *, log: Callable[[str], None] = print) -> dict[s
 
     ag = None
     try:
+        started = time.perf_counter()
         ag = AudioGen.load(cfg.model, device=str(device))
+        load_seconds = time.perf_counter() - started
     except AudiogenError as err:
         report["default_model"] = f"not measured: {err}"
     if ag is not None:
@@ -286,11 +306,12 @@ def run_bench(cfg: BenchConfig, *, log: Callable[[str], None] = print) -> dict[s
         report["codec"] = codec_rows(ag.codec, device, seconds=2.0 if cfg.smoke else 10.0)
         if cfg.tasks:
             log("end-to-end tasks ...")
-            report["tasks"] = task_rows(ag, smoke=cfg.smoke)
+            report["tasks"], report["task_seconds"] = task_rows(ag, smoke=cfg.smoke, load_seconds=load_seconds)
             if native_bf16(device) and ag.lm.heads.weight.dtype == torch.float32:
                 log("end-to-end tasks, bf16 LM (--dtype bf16) ...")
                 ag16 = AudioGen(copy.deepcopy(ag.lm).to(torch.bfloat16), ag.codec, model_dir=ag.model_dir)
-                report["tasks_bf16"] = task_rows(ag16, smoke=cfg.smoke)
+                report["tasks_bf16"], report["task_seconds_bf16"] = task_rows(ag16, smoke=cfg.smoke,
+                                                                              load_seconds=load_seconds)
         report["default_model"] = str(ag.model_dir)
     report["decode"] = rows
     log("training throughput ...")
@@ -328,6 +349,9 @@ def format_report(report: dict[str, Any]) -> str:
     for section, title in (("codec", "codec"), ("tasks", "tasks"), ("tasks_bf16", "tasks with --dtype bf16")):
         if isinstance(report.get(section), dict):
             lines.append(f"{title}: " + ", ".join(f"{k} {v:.1f}" for k, v in report[section].items()))
+    for section, title in (("task_seconds", "task time (s)"), ("task_seconds_bf16", "task time with --dtype bf16 (s)")):
+        for task, spent in report.get(section, {}).items():
+            lines.append(f"{title}, {task}: " + ", ".join(f"{k} {v:.2f}" for k, v in spent.items()))
     if isinstance(report.get("default_model"), str) and report["default_model"].startswith("not"):
         lines.append(f"default model: {report['default_model']}")
     t = report["training"]

@@ -26,6 +26,7 @@ import torch
 from .. import audio
 from ..errors import AudiogenError
 from ..midi import load_midi, midi_features, midi_seconds
+from ..timing import phase
 from .options import SamplingConfig, check_batch_size, check_count, show_value
 from .token_loop import generate_tokens
 
@@ -60,7 +61,8 @@ def encode_prompt(codec, wav: torch.Tensor, sample_rate: int, *, max_frames: int
     tail = prepared[..., -frames * hop :]
     if tail.shape[-1] < frames * hop:
         tail = torch.nn.functional.pad(tail, (frames * hop - tail.shape[-1], 0))
-    codes = codec.encode(tail[None].to(device_of(codec)))
+    with phase("codec encode"):
+        codes = codec.encode(tail[None].to(device_of(codec)))
     return codes, prepared
 
 
@@ -69,7 +71,8 @@ def decode(codec, codes: torch.Tensor, *, start_frame: int = 0, samples: int) ->
 
     All frames are decoded together, so the kept part has its real neighbours as context.
     """
-    wav = codec.decode(codes.to(device_of(codec)))
+    with phase("codec decode"):
+        wav = codec.decode(codes.to(device_of(codec)))
     start = start_frame * codec.hop_length
     out = wav[..., start : start + samples].float().cpu()
     if out.shape[-1] < samples:

@@ -23,6 +23,7 @@ from ..errors import AudiogenError
 from ..lm import patterns
 from ..lm.model import LM
 from ..progress import bar
+from ..timing import phase
 from .options import SamplingConfig
 from .sampling import guide, sample
 
@@ -118,9 +119,10 @@ def generate_tokens(
     progress_bar = shared if shared is not None else bar(S - first, desc, quiet=not progress, unit="step")
     try:
         P = first + 1  # positions 0..first: inputs are the start step and known steps 0..first-1
-        logits = model.prefill(model_batch(patterns.shift_right(steps[:, :, :P], special)),
-                               None if rows is None else rows[:, :P], drop_cond=drop)
-        with model.decode_threads():
+        with phase("prefill"):
+            logits = model.prefill(model_batch(patterns.shift_right(steps[:, :, :P], special)),
+                                   None if rows is None else rows[:, :P], drop_cond=drop)
+        with model.decode_threads(), phase("decode"):
             for s in range(first, S):
                 logits = logits.float()
                 if use_guidance:

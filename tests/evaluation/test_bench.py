@@ -65,6 +65,18 @@ def test_smoke_with_a_model_folder(tmp_path: Path, capsys) -> None:
         "codec_encode_x_realtime", "codec_decode_x_realtime"}
     assert set(report["tasks"]) == {"render_x_realtime", "continue_x_realtime", "loops_x_realtime"}
     assert all(v > 0 for v in report["tasks"].values())
+    # each task's time split into phases: every phase the task has took time, and the parts add up to the wall time
+    split = report["task_seconds"]
+    assert set(split) == {"render", "continue", "loops"}
+    for task, spent in split.items():
+        assert set(spent) == {"load", "codec encode", "prefill", "decode", "codec decode", "write", "other"}
+        assert spent["load"] > 0 and spent["prefill"] > 0 and spent["decode"] > 0 and spent["codec decode"] > 0
+        assert spent["write"] > 0 and all(v >= 0 for v in spent.values())
+        wall = sum(v for k, v in spent.items() if k != "load")  # the phases and "other" make up the task's wall time
+        audio_seconds = {"render": 1.0, "continue": 1.0, "loops": 2.0}[task]  # --smoke: 1 s; one bar at 120 BPM
+        assert wall * report["tasks"][f"{task}_x_realtime"] == pytest.approx(audio_seconds, rel=0.02)
+    assert split["continue"]["codec encode"] > 0 and split["render"]["codec encode"] == 0  # continue alone has a prompt
+    assert any(line.startswith("task time (s), render: load ") for line in table)
     # the same tasks with the LM in bf16, where bf16 is native
     if native_bf16(torch.device("cpu")):
         assert set(report["tasks_bf16"]) == set(report["tasks"]) and all(v > 0 for v in report["tasks_bf16"].values())
