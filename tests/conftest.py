@@ -145,6 +145,15 @@ def run_cli(*args: str, cwd: str | os.PathLike | None = None, timeout: float = 1
     )
 
 
+def sigint_default() -> None:
+    """`preexec_fn` for a child that a test interrupts with SIGINT: Ctrl-C's default disposition, so Python
+    installs its KeyboardInterrupt handler even when this test run was started with SIGINT ignored (a shell's
+    background job, `make test &`, hands its children SIGINT ignored)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def run_torchrun(*args: str, processes: int = 2, timeout: float = 300) -> subprocess.CompletedProcess:
     """`torchrun --standalone --nproc_per_node=N -m audiogen ARGS...` with one thread per process.
 

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import sigint_default
 from tinymodel import SAMPLE_RATE, frames_of, make_tiny_model
 from tinymodel import run_main as run_cli
 
@@ -105,7 +106,7 @@ def test_ctrl_c_keeps_every_finished_file(model: Path, tmp_path: Path, command: 
     count = 500
     proc = subprocess.Popen([sys.executable, "-m", "audiogen", *args, "-o", str(out), "--count", str(count),
                              "--batch-size", "1", "--model", str(model), "--quiet"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, preexec_fn=sigint_default)
     deadline = time.time() + 120
     while time.time() < deadline and proc.poll() is None and not (out / first).exists():
         time.sleep(0.01)

@@ -25,6 +25,7 @@ from pathlib import Path
 import pretty_midi
 import pytest
 import soundfile as sf
+from conftest import sigint_default
 from studio_helpers import call, files_under, running_studio, submit, upload
 from tinymodel import SAMPLE_RATE, make_tiny_model, run_main, write_seed, write_sketch
 
@@ -209,7 +210,7 @@ def test_serve_command_starts_answers_and_stops(model: Path, tmp_path: Path, eng
     env = dict(os.environ, PYTHONWARNINGS="ignore", PYTHONUNBUFFERED="1")
     proc = subprocess.Popen([sys.executable, "-m", "audiogen", "serve", "--model", str(model), "--port", "0",
                              "--output-dir", str(tmp_path / "out"), "--device", "cpu", "--quiet"],
-                            stderr=subprocess.PIPE, text=True, env=env)
+                            stderr=subprocess.PIPE, text=True, env=env, preexec_fn=sigint_default)
     try:
         lines = [proc.stderr.readline()]
         while not lines[-1].startswith("audiogen studio: ") and lines[-1] and len(lines) < 50:
