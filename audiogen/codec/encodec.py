@@ -37,7 +37,7 @@ from encodec.quantization import ResidualVectorQuantizer
 from .. import checkpoint
 from ..config import from_dict, to_dict
 from ..errors import AudiogenError
-from .base import Codec, kbps, release_freed_memory
+from .base import Codec, kbps
 from .spectral import ISTFTDecoder
 
 KIND = "codec"
@@ -222,21 +222,8 @@ class EncodecCodec(Codec):
         updates; on a GPU (bf16 autocast by default) the codebooks collapsed to one code in 100 steps."""
         return torch.autocast(device_type=next(self.quantizer.buffers()).device.type, enabled=False)
 
-    @staticmethod
-    def _layer_by_layer(module: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
-        """`module(x)` for a SEANet stack (its `forward` is `self.model(x)`), giving the freed activations back
-        after each layer: on a 10-second chunk glibc's heap otherwise holds 50-70 MB more at the peak
-        (`release_freed_memory`, about 2 ms a layer). Other modules run as they are."""
-        layers = getattr(module, "model", None)
-        if not isinstance(module, (SEANetEncoder, SEANetDecoder)) or not isinstance(layers, torch.nn.Sequential):
-            return module(x)
-        for layer in layers:
-            x = layer(x)
-            release_freed_memory()
-        return x
-
     def _encode_chunk(self, wav: torch.Tensor) -> torch.Tensor:
-        latent = self._layer_by_layer(self.encoder, wav)  # [B, D, T]
+        latent = self.encoder(wav)  # [B, D, T]
         with self._quantizer_fp32():
             codes = self.quantizer.vq.encode(latent.float(), n_q=self.num_codebooks)  # [K, B, T]
         return codes.transpose(0, 1)
@@ -244,7 +231,7 @@ class EncodecCodec(Codec):
     def _decode_chunk(self, codes: torch.Tensor) -> torch.Tensor:
         with self._quantizer_fp32():
             latent = self.quantizer.vq.decode(codes.transpose(0, 1))
-        wav = self._layer_by_layer(self.decoder, latent)
+        wav = self.decoder(latent)
         if self.config.normalize:
             wav = wav * self.REFERENCE_RMS  # the model works at unit RMS
         return wav
