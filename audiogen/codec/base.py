@@ -99,8 +99,6 @@ class Codec(nn.Module):
     def _decode_chunk(self, codes: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
-    _release = False  # while coding a long input: also give freed memory back between chunks
-
     def _long(self, frames: int) -> bool:
         """Whether `frames` is long enough to trim between chunks too (every call trims once at its start).
         (Trimming after every layer as well halved the codec's real-time factor at every length, for 50-70 MB
@@ -116,14 +114,14 @@ class Codec(nn.Module):
         B, C, N = wav.shape
         T = self.num_frames(N)
         H = self.hop_length
-        self._release = self._long(T)
+        trim = self._long(T)  # a long input also gives freed memory back between chunks
         release_freed_memory()  # what reading and resampling the input left behind (one call: about 2 ms)
         if T <= self.chunk_frames + 2 * self.context_frames:
             codes = self._encode_chunk(self._pad_to(wav, T * H))
         else:
             pieces = []
             for f0 in range(0, T, self.chunk_frames):
-                if self._release:
+                if trim:
                     release_freed_memory()  # the previous chunk's activations
                 f1 = min(T, f0 + self.chunk_frames)
                 c0, c1 = max(0, f0 - self.context_frames), min(T, f1 + self.context_frames)
@@ -143,14 +141,14 @@ class Codec(nn.Module):
             raise ValueError(f"codes must lie in [0, {self.codebook_size})")
         B, K, T = codes.shape
         H = self.hop_length
-        self._release = self._long(T)
+        trim = self._long(T)  # a long input also gives freed memory back between chunks
         release_freed_memory()
         if T <= self.chunk_frames + 2 * self.context_frames:
             wav = self._decode_chunk(codes)
         else:
             pieces = []
             for f0 in range(0, T, self.chunk_frames):
-                if self._release:
+                if trim:
                     release_freed_memory()
                 f1 = min(T, f0 + self.chunk_frames)
                 c0, c1 = max(0, f0 - self.context_frames), min(T, f1 + self.context_frames)
