@@ -43,7 +43,7 @@ from ..composer.model import Composer
 from ..errors import AudiogenError
 from ..lm.model import LM
 from ..runtime import DTYPE_NAMES, resolve_device, resolve_dtype
-from .loops import DEFAULT_CROSSFADE, check_loop, iter_loops, loop_meter, make_loops
+from .loops import DEFAULT_CROSSFADE, check_loop, iter_loops, loop_meter
 from .options import (
     BATCH_SIZE,
     BEATS_PER_BAR,
@@ -228,11 +228,14 @@ class AudioGen:
         `on_loop(i, loop)` is called as each loop is finished (to write files while the rest generate);
         `iter_loops` yields them instead, keeping none (for counts whose loops would not fit in memory).
         """
-        sampling = SamplingConfig.from_overrides(sampling, guidance=guidance, temperature=temperature, top_k=top_k,
-                                                 top_p=top_p, seed=seed)
-        out = make_loops(self.lm, self.codec, count=count, bars=bars, bpm=bpm, beats_per_bar=beats_per_bar,
-                         midi=midi, prompt=self._prompt(prompt, prompt_sample_rate), sampling=sampling,
-                         batch_size=batch_size, crossfade=crossfade, progress=progress, on_loop=on_loop)
+        out = []
+        for i, loop in self.iter_loops(count, bars, bpm, beats_per_bar=beats_per_bar, midi=midi, prompt=prompt,
+                                       prompt_sample_rate=prompt_sample_rate, sampling=sampling, guidance=guidance,
+                                       temperature=temperature, top_k=top_k, top_p=top_p, seed=seed,
+                                       batch_size=batch_size, crossfade=crossfade, progress=progress):
+            out.append(loop)
+            if on_loop is not None:
+                on_loop(i, loop)
         return out, self.sample_rate
 
     def iter_loops(self, count: int = LOOP_COUNT, bars: int = LOOP_BARS, bpm: float = LOOP_BPM, *,

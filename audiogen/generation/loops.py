@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from copy import copy as shallow_copy
 from pathlib import Path
 from typing import Any
@@ -138,28 +138,6 @@ def fit_sketch(
     if not any(inst.notes for inst in out.instruments):
         raise AudiogenError(f"the MIDI sketch has no notes in its first {bars} bars")
     return out
-
-
-def make_loops(
-    lm, codec, *, count: int, bars: int, bpm: float, beats_per_bar: int = 4,
-    midi: str | os.PathLike | pretty_midi.PrettyMIDI | Sequence[Any] | None = None,
-    prompt: tuple[torch.Tensor, int] | None = None,
-    sampling: SamplingConfig, batch_size: int = 4, crossfade: float = DEFAULT_CROSSFADE, progress: Any = False,
-    on_loop: Callable[[int, np.ndarray], None] | None = None,
-) -> list[np.ndarray]:
-    """`count` loops, each float32 `[C, L]` with L = `loop_length(...)` samples exactly (see `iter_loops`).
-
-    `on_loop(i, loop)` is called as each loop is finished (after its batch), so callers can write files
-    while later batches still generate.
-    """
-    loops = []
-    for i, loop in iter_loops(lm, codec, count=count, bars=bars, bpm=bpm, beats_per_bar=beats_per_bar, midi=midi,
-                              prompt=prompt, sampling=sampling, batch_size=batch_size, crossfade=crossfade,
-                              progress=progress):
-        loops.append(loop)
-        if on_loop is not None:
-            on_loop(i, loop)
-    return loops
 
 
 def iter_loops(
