@@ -243,7 +243,12 @@ def task_rows(ag, *, smoke: bool, load_seconds: float = 0.0) -> tuple[dict[str, 
     if ag.conditional:
         tasks["render"] = lambda: ag.render_midi(pm, seconds=seconds)
     tasks["continue"] = lambda: ag.continue_audio(seed, ag.sample_rate, seconds, keep_prompt=False)
-    tasks["loops"] = lambda: (lambda made: (made[0][0], made[1]))(ag.loops(1, 1 if smoke else 4, 120, batch_size=1))
+
+    def one_loop() -> tuple[Any, int]:
+        made, sr = ag.loops(1, 1 if smoke else 4, 120, batch_size=1)
+        return made[0], sr
+
+    tasks["loops"] = one_loop
     rates: dict[str, float] = {}
     split: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory() as folder:
