@@ -5,6 +5,11 @@
 
 `observe` lets a caller that is not a terminal (the web studio) follow the same bars the CLI draws,
 quiet or not, without the generation code knowing who watches.
+
+`startup(desc)` (the CLI, before it imports torch) puts a line on a terminal at once, so a command shows
+that it runs in a fraction of a second instead of after the seconds that importing torch and loading a
+model take; the first real bar replaces it, and `end_startup()` (an error, the command's end) clears it.
+Only on a terminal: logs and pipes get the real bars alone, and an error stays one line everywhere.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from tqdm.auto import tqdm
 
 Observer = Callable[[str, float, float | None], None]  # (desc, done, total or None)
 _local = threading.local()  # per thread: the studio's worker observes its own job, not other threads' bars
+_startup: tqdm | None = None
 
 
 class _ObservedBar(tqdm):
@@ -46,7 +52,25 @@ def observe(observer: Observer) -> Iterator[None]:
         _local.observer = previous
 
 
+def startup(desc: str, *, quiet: bool = False) -> None:
+    """On a terminal (and not quiet): a line saying `desc` started, until the first `bar` or `end_startup`."""
+    global _startup
+    if quiet or _startup is not None or not sys.stderr.isatty():
+        return
+    _startup = tqdm(total=None, desc=f"{desc}: starting", bar_format="{desc} ...", file=sys.stderr,
+                    leave=False, dynamic_ncols=True)
+
+
+def end_startup() -> None:
+    """Clear the start-up line (if any) from the terminal."""
+    global _startup
+    if _startup is not None:
+        _startup.close()
+        _startup = None
+
+
 def bar(total: int | float | None, desc: str, *, quiet: bool = False, unit: str = "it", initial: int = 0) -> tqdm:
+    end_startup()
     observer = getattr(_local, "observer", None)
     extra = {} if observer is None else {"observer": observer}
     return (tqdm if observer is None else _ObservedBar)(

@@ -26,11 +26,16 @@ import argparse
 import os
 import sys
 
+from .. import threads
 from ..errors import AudiogenError
 from . import codec, compose, data, generate, model, serve, train
 from .common import Parser
 
 __all__ = ["build_parser", "main"]
+
+# Commands that import torch and load models before their first bar: on a terminal they show a line at once.
+STARTUP_LINE = frozenset({"continue", "render", "loops", "generate", "batch", "demo", "compose", "codec", "eval",
+                          "tokenize", "corpus", "train", "bench"})
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -59,9 +64,18 @@ def main(argv: list[str] | None = None) -> int:
     if unknown or (overrides and not getattr(args, "takes_overrides", False)):
         parser.error(f"unrecognized arguments: {' '.join(unknown or overrides)}")
     try:
-        if getattr(args, "takes_overrides", False):
-            return args.func(args, overrides)
-        return args.func(args)
+        threads.adaptive()  # a bad AUDIOGEN_ADAPTIVE_THREADS is one line before any work
+        try:
+            if args.command in STARTUP_LINE:
+                from ..progress import startup
+
+                startup(args.command, quiet=getattr(args, "quiet", False))
+            if getattr(args, "takes_overrides", False):
+                return args.func(args, overrides)
+            return args.func(args)
+        finally:  # before any error line: the start-up line is cleared, so an error stays one line
+            if "audiogen.progress" in sys.modules:
+                sys.modules["audiogen.progress"].end_startup()
     except AudiogenError as err:
         print(f"audiogen: error: {err}", file=sys.stderr)
         return 2

@@ -105,11 +105,14 @@ def cmd_bench(args: argparse.Namespace) -> int:
         batches = tuple(int(b) for b in args.batch_sizes.split(","))
     except ValueError:
         raise AudiogenError(f"--batch-sizes must be integers separated by commas, got {args.batch_sizes!r}") from None
+    if args.busy is not None and not 0 <= args.busy <= 19:
+        raise AudiogenError(f"--busy takes a niceness of 0 to 19, not {args.busy}")
     if not batches or min(batches) < 1 or args.steps < 8:
         raise AudiogenError("--batch-sizes must be positive and --steps at least 8")
     writable_file(args.json)
     cfg = BenchConfig(device=args.device if args.device != "auto" else "cpu", batch_sizes=batches, steps=args.steps,
-                      smoke=args.smoke, peer=not args.no_peer, tasks=not args.no_tasks, model=args.model)
+                      smoke=args.smoke, peer=not args.no_peer, tasks=not args.no_tasks, model=args.model,
+                      busy=args.busy, startup=not args.no_startup)
     log = (lambda _msg: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr))
     report = run_bench(cfg, log=log)
     print(format_report(report))
@@ -177,5 +180,11 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--smoke", action="store_true", help="tiny sizes: seconds, for tests (default: off)")
     p.add_argument("--no-peer", action="store_true", help="skip transformers' MusicGen (default: include it)")
     p.add_argument("--no-tasks", action="store_true", help="skip end-to-end task timings (default: include them)")
+    p.add_argument("--busy", nargs="?", type=int, const=0, metavar="NICE",
+                   help="also measure the codec, decoding and the tasks with a process spinning on one core "
+                        "beside them (at niceness NICE, 0-19; 0 when not given), with adapting thread counts "
+                        "and without (CPU; default: off)")
+    p.add_argument("--no-startup", action="store_true",
+                   help="skip timing --help and a render's first line and bar on a terminal (default: include)")
     add_common(p)
     p.set_defaults(func=cmd_bench)

@@ -21,6 +21,8 @@ import sys
 import torch
 from torch import nn
 
+from .. import threads
+
 
 @functools.cache
 def _malloc_trim():
@@ -113,14 +115,21 @@ class Codec(nn.Module):
         )
         B, C, N = wav.shape
         T = self.num_frames(N)
-        H = self.hop_length
         trim = self._long(T)  # a long input also gives freed memory back between chunks
         release_freed_memory()  # what reading and resampling the input left behind (one call: about 2 ms)
+        with threads.fitted() as refit:  # fewer threads while other processes keep cores busy
+            codes = self._encode_chunks(wav, T, trim, refit)
+        assert codes.shape == (B, self.num_codebooks, T), f"{tuple(codes.shape)} != {(B, self.num_codebooks, T)}"
+        return codes.long()
+
+    def _encode_chunks(self, wav: torch.Tensor, T: int, trim: bool, refit) -> torch.Tensor:
+        H = self.hop_length
         if T <= self.chunk_frames + 2 * self.context_frames:
             codes = self._encode_chunk(self._pad_to(wav, T * H))
         else:
             pieces = []
             for f0 in range(0, T, self.chunk_frames):
+                refit()
                 if trim:
                     release_freed_memory()  # the previous chunk's activations
                 f1 = min(T, f0 + self.chunk_frames)
@@ -128,8 +137,7 @@ class Codec(nn.Module):
                 piece = self._pad_to(wav[..., c0 * H : c1 * H], (c1 - c0) * H)
                 pieces.append(self._encode_chunk(piece)[..., f0 - c0 : f1 - c0])
             codes = torch.cat(pieces, dim=-1)
-        assert codes.shape == (B, self.num_codebooks, T), f"{tuple(codes.shape)} != {(B, self.num_codebooks, T)}"
-        return codes.long()
+        return codes
 
     @torch.no_grad()
     def decode(self, codes: torch.Tensor, length: int | None = None) -> torch.Tensor:
@@ -143,11 +151,19 @@ class Codec(nn.Module):
         H = self.hop_length
         trim = self._long(T)  # a long input also gives freed memory back between chunks
         release_freed_memory()
+        with threads.fitted() as refit:  # fewer threads while other processes keep cores busy
+            wav = self._decode_chunks(codes, T, trim, refit)
+        assert wav.shape[-1] == T * H
+        return wav if length is None else wav[..., :length]
+
+    def _decode_chunks(self, codes: torch.Tensor, T: int, trim: bool, refit) -> torch.Tensor:
+        H = self.hop_length
         if T <= self.chunk_frames + 2 * self.context_frames:
             wav = self._decode_chunk(codes)
         else:
             pieces = []
             for f0 in range(0, T, self.chunk_frames):
+                refit()
                 if trim:
                     release_freed_memory()
                 f1 = min(T, f0 + self.chunk_frames)
@@ -155,8 +171,7 @@ class Codec(nn.Module):
                 out = self._decode_chunk(codes[..., c0:c1])
                 pieces.append(out[..., (f0 - c0) * H : (f1 - c0) * H])
             wav = torch.cat(pieces, dim=-1)
-        assert wav.shape[-1] == T * H
-        return wav if length is None else wav[..., :length]
+        return wav
 
     @staticmethod
     def _pad_to(wav: torch.Tensor, length: int) -> torch.Tensor:

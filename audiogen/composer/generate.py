@@ -171,8 +171,9 @@ def _continue(model: Composer, tokens: list[int], states: list[GrammarState], co
     logits = model.prefill(prefix)
     position = len(tokens)
     out: list[list[int]] = [[] for _ in range(B)]
-    with model.decode_threads():
+    with model.decode_threads() as refit:
         while True:
+            refit()
             chosen = []
             for b in range(B):
                 if states[b].done:

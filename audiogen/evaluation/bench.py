@@ -23,6 +23,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
+import os
 import platform
 import time
 from collections.abc import Callable
@@ -48,6 +49,8 @@ class BenchConfig:
     peer: bool = True
     tasks: bool = True
     model: str | None = None  # model folder for the "default" rows (None: the bundled one)
+    busy: int | None = None  # also measure with a process spinning on one core at this niceness (`busy_rows`)
+    startup: bool = True  # time `--help` and a render's first line and bar on a pseudo-terminal
 
 
 def _sync(device: torch.device) -> None:
@@ -265,6 +268,109 @@ def task_rows(ag, *, smoke: bool, load_seconds: float = 0.0) -> tuple[dict[str, 
     return rates, split
 
 
+# ---------------------------------------------------------------------- start-up and a busy machine
+
+
+def startup_rows(model_dir: str | None, *, smoke: bool) -> dict[str, float] | None:
+    """Seconds from starting a command to what a user first sees: `audiogen --help` done (best of 3), and for
+    `audiogen render` on a terminal (a pseudo-terminal, 100 columns) its first line and its first real bar.
+    None where there are no pseudo-terminals (not POSIX)."""
+    try:
+        import pty
+        import select
+        import termios
+        from fcntl import ioctl
+    except ImportError:
+        return None
+    import struct
+    import subprocess
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    import pretty_midi
+
+    def best_help() -> float:
+        best = math.inf
+        for _ in range(3):
+            start = time.perf_counter()
+            subprocess.run([sys.executable, "-m", "audiogen", "--help"], stdout=subprocess.DEVNULL, check=True)
+            best = min(best, time.perf_counter() - start)
+        return best
+
+    out = {"help_seconds": best_help()}
+    with tempfile.TemporaryDirectory() as folder:
+        sketch = pretty_midi.PrettyMIDI(initial_tempo=120)
+        piano = pretty_midi.Instrument(program=0)
+        piano.notes += [pretty_midi.Note(90, 60 + 2 * i, i * 0.5, i * 0.5 + 0.4) for i in range(4)]
+        sketch.instruments.append(piano)
+        sketch.write(str(Path(folder) / "sketch.mid"))
+        argv = [sys.executable, "-m", "audiogen", "render", str(Path(folder) / "sketch.mid"), "-o",
+                str(Path(folder) / "out.wav"), "--seconds", "1" if smoke else "2", "--device", "cpu"]
+        if model_dir:
+            argv += ["--model", str(model_dir)]
+        master, slave = pty.openpty()
+        ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
+        start = time.perf_counter()
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=slave)
+        os.close(slave)
+        seen = b""
+        try:
+            while proc.poll() is None or select.select([master], [], [], 0)[0]:
+                if not select.select([master], [], [], 0.02)[0]:
+                    continue
+                try:
+                    chunk = os.read(master, 4096)
+                except OSError:  # the child closed its end
+                    break
+                now = time.perf_counter() - start
+                if chunk.strip() and "first_line_seconds" not in out:
+                    out["first_line_seconds"] = now
+                seen += chunk
+                if b"|" in seen and "first_bar_seconds" not in out:  # a tqdm bar: "render:  0%|"
+                    out["first_bar_seconds"] = now
+        finally:
+            os.close(master)
+            if proc.wait() != 0:
+                raise AudiogenError(f"bench: `audiogen render` for the start-up timing exited with {proc.returncode}")
+    return out
+
+
+def busy_rows(ag, cfg: BenchConfig, device: torch.device, load_seconds: float) -> dict[str, Any]:
+    """The codec, the default model's fp32 decode and the end-to-end tasks again, with a process spinning on one
+    core beside them (a busy laptop; niced by `cfg.busy`), with adapting thread counts (`audiogen.threads`)
+    and with them off."""
+    import subprocess
+    import sys
+
+    from .. import threads
+
+    nice = cfg.busy or 0
+    hog = subprocess.Popen([sys.executable, "-c", "while True: pass"], preexec_fn=lambda: os.nice(nice))
+    previous = os.environ.get(threads.ENV)
+    out: dict[str, Any] = {}
+    try:
+        time.sleep(0.5)  # the hog is running before anything is timed
+        for mode, switch in (("adaptive", "1"), ("fixed", "0")):
+            os.environ[threads.ENV] = switch
+            rows = {"codec": codec_rows(ag.codec, device, seconds=2.0 if cfg.smoke else 10.0)}
+            for batch in cfg.batch_sizes:
+                ag.lm.clear_cache()
+                rows[f"decode_batch_{batch}_steps_per_s"] = ours_decode(ag.lm, batch, cfg.steps, device)
+            ag.lm.clear_cache()
+            if cfg.tasks:
+                rows["tasks"] = task_rows(ag, smoke=cfg.smoke, load_seconds=load_seconds)[0]
+            out[mode] = rows
+    finally:
+        hog.kill()
+        hog.wait()
+        if previous is None:
+            os.environ.pop(threads.ENV, None)
+        else:
+            os.environ[threads.ENV] = previous
+    return out
+
+
 # ---------------------------------------------------------------------- the run
 
 
@@ -317,11 +423,37 @@ def run_bench(cfg: BenchConfig, *, log: Callable[[str], None] = print) -> dict[s
                 ag16 = AudioGen(copy.deepcopy(ag.lm).to(torch.bfloat16), ag.codec, model_dir=ag.model_dir)
                 report["tasks_bf16"], report["task_seconds_bf16"] = task_rows(ag16, smoke=cfg.smoke,
                                                                               load_seconds=load_seconds)
+        if cfg.busy is not None and device.type == "cpu":
+            log("a busy machine: one core spinning beside the codec, decode and tasks ...")
+            report["busy"] = busy_rows(ag, cfg, device, load_seconds)
         report["default_model"] = str(ag.model_dir)
+        if cfg.startup:
+            log("start-up: --help, and a render's first line and first bar on a terminal ...")
+            report["startup"] = startup_rows(cfg.model, smoke=cfg.smoke)
     report["decode"] = rows
     log("training throughput ...")
     report["training"] = train_throughput(reference, device, limits, smoke=cfg.smoke)
     return report
+
+
+def _busy_lines(report: dict[str, Any]) -> list[str]:
+    """Each busy figure beside its idle one: `x (0.85 of idle)`."""
+    busy = report.get("busy")
+    if not isinstance(busy, dict):
+        return []
+    idle: dict[str, float] = dict(report.get("codec", {}))
+    idle.update(report.get("tasks", {}))
+    for row in report["decode"]:
+        if row["model"] == "default" and row["dtype"] == "fp32":
+            idle[f"decode_batch_{row['batch']}_steps_per_s"] = row["steps_per_s"]
+    lines = []
+    for mode, title in (("adaptive", "adapting threads"), ("fixed", "AUDIOGEN_ADAPTIVE_THREADS=0")):
+        flat = {**busy[mode]["codec"], **busy[mode].get("tasks", {}),
+                **{k: v for k, v in busy[mode].items() if k.startswith("decode")}}
+        cells = [f"{k} {v:.1f}" + (f" ({v / idle[k]:.2f} of idle)" if idle.get(k) else "") for k, v in flat.items()]
+        nice = report["config"].get("busy") or 0
+        lines.append(f"busy machine (one core spinning beside, nice {nice}), {title}: " + ", ".join(cells))
+    return lines
 
 
 def format_report(report: dict[str, Any]) -> str:
@@ -357,6 +489,12 @@ def format_report(report: dict[str, Any]) -> str:
     for section, title in (("task_seconds", "task time (s)"), ("task_seconds_bf16", "task time with --dtype bf16 (s)")):
         for task, spent in report.get(section, {}).items():
             lines.append(f"{title}, {task}: " + ", ".join(f"{k} {v:.2f}" for k, v in spent.items()))
+    lines += _busy_lines(report)
+    if isinstance(report.get("startup"), dict):
+        st = report["startup"]
+        line, first_bar = (f"{st[k]:.2f}" if k in st else "none" for k in ("first_line_seconds", "first_bar_seconds"))
+        lines.append(f"start-up (s): --help {st['help_seconds']:.2f}, render's first line {line} "
+                     f"and first bar {first_bar} on a terminal")
     if isinstance(report.get("default_model"), str) and report["default_model"].startswith("not"):
         lines.append(f"default model: {report['default_model']}")
     t = report["training"]

@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 
+from .. import threads
 from ..errors import AudiogenError
 from ..lm import patterns
 from ..lm.model import LM
@@ -119,11 +120,12 @@ def generate_tokens(
     progress_bar = shared if shared is not None else bar(S - first, desc, quiet=not progress, unit="step")
     try:
         P = first + 1  # positions 0..first: inputs are the start step and known steps 0..first-1
-        with phase("prefill"):
+        with phase("prefill"), threads.fitted():
             logits = model.prefill(model_batch(patterns.shift_right(steps[:, :, :P], special)),
                                    None if rows is None else rows[:, :P], drop_cond=drop)
-        with model.decode_threads(), phase("decode"):
+        with model.decode_threads() as refit, phase("decode"):
             for s in range(first, S):
+                refit()  # fewer threads while other processes keep cores busy (audiogen.threads)
                 logits = logits.float()
                 if use_guidance:
                     logits = guide(logits[:B], logits[B:], sampling.guidance)

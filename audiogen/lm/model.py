@@ -28,7 +28,7 @@ import contextlib
 import dataclasses
 import math
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .. import checkpoint
+from .. import checkpoint, threads
 from ..config import from_dict, to_dict
 from ..errors import AudiogenError
 from ..runtime import onednn_packable
@@ -222,6 +222,10 @@ class Block(nn.Module):
     def forward(self, x, rope, *, mask, causal, cache, start):
         x = x + self.drop(self.attn(self.attn_norm(x), rope, mask=mask, causal=causal, cache=cache, start=start))
         return x + self.drop(self.mlp(self.mlp_norm(x)))
+
+
+def _keep() -> int:
+    return torch.get_num_threads()
 
 
 def band_mask(q_start: int, num_q: int, k_start: int, num_k: int, window: int, device) -> torch.Tensor:
@@ -419,15 +423,18 @@ class LM(nn.Module):
         self._decoder = None
 
     @contextlib.contextmanager
-    def decode_threads(self) -> Iterator[None]:
-        """Run a loop of decode steps on the thread count the decode step wants (`PackedDecoder.threads`)."""
+    def decode_threads(self) -> Iterator[Callable[[], int]]:
+        """Run a loop of decode steps on the thread count the decode step wants (`PackedDecoder.threads`),
+        or, where it wants none, on as many as the machine's load leaves free: call the yielded `refit()`
+        once per step (`audiogen.threads.fitted`)."""
         want, before = getattr(self._decoder, "threads", None), torch.get_num_threads()
-        if want is None or want == before:
-            yield
+        if want is None:
+            with threads.fitted() as refit:
+                yield refit
             return
         torch.set_num_threads(want)  # (per step it would cost more than it saves: set once per loop)
         try:
-            yield
+            yield _keep
         finally:
             torch.set_num_threads(before)
 

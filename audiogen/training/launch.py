@@ -18,6 +18,18 @@ from . import distributed
 from .loop import run
 
 
+def _busy_hint(threads: int, device: torch.device) -> None:
+    """Say so when other processes keep cores busy: training keeps its thread count (resumes stay bitwise
+    exact), and on a busy machine OpenMP threads that wait for a shared core can run many times slower."""
+    from ..threads import monitor
+
+    others = monitor().read()
+    if device.type == "cpu" and not threads and torch.get_num_threads() > 1 and others is not None and others >= 0.5:
+        print(f"note: other processes keep about {others:.1f} of {monitor().cpus} cores busy; training on "
+              f"{torch.get_num_threads()} threads may run many times slower than on one (--train.threads=1)",
+              file=sys.stderr)
+
+
 def train(what: str, recipe_path: str | os.PathLike, out: str | os.PathLike, *, overrides: list[str] = (),
           device: str = "auto", resume: bool = False, quiet: bool = False) -> tuple[dict[str, float], int]:
     """Train a codec (`what="codec"`), a language model (`"lm"`) or a composer (`"composer"`); return (last
@@ -50,6 +62,7 @@ def train(what: str, recipe_path: str | os.PathLike, out: str | os.PathLike, *, 
         task = Task(recipe, device=torch_device, rank=rank, world=world, quiet=rank_quiet)
         if not rank_quiet:
             print(f"{task.describe()}; {world} process(es) on {torch_device}", file=sys.stderr)
+            _busy_hint(cfg.threads, torch_device)
         result = run(task, cfg, out, device=torch_device, resume=resume, quiet=rank_quiet,
                      recipe=to_dict(recipe), desc=f"train {what}")
         # Leave together: a rank that tears its connections down while a peer is still finishing

@@ -57,7 +57,7 @@ def check_rows(report: dict, table: list[str], models: set[str]) -> None:
 def test_smoke_with_a_model_folder(tmp_path: Path, capsys) -> None:
     """No peer; the "default" rows, codec and task timings come from a tiny model folder."""
     folder = make_tiny_model(tmp_path / "model")
-    report, table = run_bench(tmp_path, capsys, "--no-peer", "--model", str(folder))
+    report, table = run_bench(tmp_path, capsys, "--no-peer", "--model", str(folder), "--busy")
     check_rows(report, table, {"reference", "default"})
     assert report["default_model"] == str(folder)
     assert not any("musicgen_steps_per_s" in row for row in report["decode"])
@@ -84,6 +84,18 @@ def test_smoke_with_a_model_folder(tmp_path: Path, capsys) -> None:
     else:
         assert "tasks_bf16" not in report
     assert any(line.startswith("codec: ") for line in table) and any(line.startswith("tasks: ") for line in table)
+    # a busy machine: the same figures with a spinning process beside them, adapting threads and not
+    for mode in ("adaptive", "fixed"):
+        busy = report["busy"][mode]
+        assert set(busy["codec"]) == set(report["codec"]) and set(busy["tasks"]) == set(report["tasks"])
+        assert {k for k in busy if k.startswith("decode")} == {"decode_batch_1_steps_per_s", "decode_batch_2_steps_per_s"}
+        assert all(v > 0 for v in [*busy["codec"].values(), *busy["tasks"].values()])
+    busy_lines = [line for line in table if line.startswith("busy machine")]
+    assert len(busy_lines) == 2 and "of idle)" in busy_lines[0] and "AUDIOGEN_ADAPTIVE_THREADS=0" in busy_lines[1]
+    # start-up, timed on a pseudo-terminal: the first line comes before the first bar, both before the end
+    st = report["startup"]
+    assert 0 < st["help_seconds"] and 0 < st["first_line_seconds"] < st["first_bar_seconds"], st
+    assert any(line.startswith("start-up (s): --help ") for line in table)
     # the measured model is left as it was (bf16 rows run on a copy)
     lm = LM.load(folder)
     assert lm.heads.weight.dtype == torch.float32
@@ -114,3 +126,10 @@ def test_limits_and_rows_leave_the_model_alone() -> None:
     rows = decode_rows("tiny", model, BenchConfig(batch_sizes=(1,), steps=8), torch.device("cpu"), limits, 75.0, {})
     assert [r["dtype"] for r in rows] == ["fp32", "bf16"]
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+@pytest.mark.parametrize("nice", ["-1", "20"])
+def test_an_impossible_niceness_is_one_line(nice: str, capsys) -> None:
+    assert main(["bench", "--smoke", "--busy", nice, "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--busy takes a niceness of 0 to 19" in err[0]
