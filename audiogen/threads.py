@@ -1,5 +1,5 @@
-"""How many CPU threads a decode loop uses: all of torch's while the machine is idle, fewer while other
-processes keep cores busy.
+"""How many CPU threads inference uses (decode loops, prefill, the codec): all of torch's while the machine
+is idle, fewer while other processes keep cores busy.
 
     with threads.fitted() as refit:            # the count fits the load now; restored at the end
         for chunk in ...:
@@ -8,7 +8,7 @@ processes keep cores busy.
 Why: OpenMP and oneDNN split each operation evenly over their threads and then wait for the slowest.
 When another process holds a core, the thread that shares it runs only in the scheduler's slices
 (milliseconds) while our operations last microseconds, so every operation waits for it. Measured on the
-2-core machine with one busy-looping process beside us (/tmp scripts, see the README's "Busy machines"):
+2-core machine with one busy-looping process beside us (`audiogen bench --busy`; README, "Busy machines"):
 the default LM's decode at batch 16 went from 205 steps/s idle to 42 on two threads, and ran 151 on one.
 
 How: /proc/stat's busy time minus this process's own CPU time (os.times, all its threads) over the time
@@ -18,11 +18,12 @@ our threads sleep between operations, and each wake-up waits for the scheduler t
 (two `nice -n 19` processes beside us slowed that batch-16 decode to 7 steps/s on two threads; one
 thread made 128). Linux only; elsewhere, or when /proc/stat cannot be read, the count stays as it is.
 
-Only decode loops adapt. Their tokens do not depend on the thread count (the products split rows
-over threads, never one sum; tests/test_threads.py), while the codec's small convolutions round
-differently on one thread than on two (1e-7), and a seed must fix the output. Training keeps its
-count too (`--train.threads`), so resumed runs stay bitwise exact.
-`AUDIOGEN_ADAPTIVE_THREADS=0` turns adapting off.
+What a seed fixes: the tokens do not depend on the thread count (the decode products split rows over
+threads, never one sum; tests/test_threads.py). The codec's small convolutions do round differently on
+one thread than on two (up to 1e-7, which can move a 16-bit sample by one step), so on a busy machine a
+seeded WAV can differ from an idle machine's in the last bit of a few samples; `AUDIOGEN_ADAPTIVE_THREADS=0`
+turns adapting off where bitwise-equal files matter more than speed. Training keeps its count
+(`--train.threads`), so resumed runs stay bitwise exact; it says so when it starts on a busy machine.
 """
 
 from __future__ import annotations
