@@ -69,9 +69,10 @@ def add_generation(p: argparse.ArgumentParser, *, guidance: bool = False) -> Non
 
 
 def add_dtype(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dtype", default="fp32", choices=["fp32", "bf16", "auto"],
+    p.add_argument("--dtype", default="fp32", choices=["fp32", "bf16", "auto", "int8"],
                    help="the language model's precision: bf16 decodes about 2x faster where the CPU has native "
-                        "bf16 (or on CUDA); auto picks it where native (default: fp32)")
+                        "bf16 (or on CUDA); auto picks it where native; int8: int8 weights for the decode steps "
+                        "(CPU) (default: fp32)")
 
 
 def sampling(args: argparse.Namespace) -> SamplingConfig:

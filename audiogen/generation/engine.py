@@ -117,9 +117,17 @@ class AudioGen:
 
         `dtype` is the language model's: fp32, bf16 (about twice the decode speed where the CPU
         multiplies bf16 natively, or on CUDA; logits within ~1 % of fp32, so other samples for
-        the same seed) or auto (bf16 where it is native, else fp32). The codec stays fp32.
+        the same seed), auto (bf16 where it is native, else fp32), or int8 (CPU: fp32 weights with
+        weight-only int8 copies for the decode steps, `audiogen.lm.decode_cpu`). The codec stays fp32.
         """
         torch_device = resolve_device(device)
+        kernels = None
+        if dtype == "int8":
+            from ..lm.decode_cpu import int8_available
+
+            if torch_device.type != "cpu" or not int8_available():
+                raise AudiogenError("--dtype int8 is for CPUs, with PyTorch 2.3 or later (use bf16 on CUDA)")
+            dtype, kernels = "fp32", "int8"
         lm_dtype = resolve_dtype(dtype, torch_device)
         if model_dir is None:
             model_dir = checkpoint.default_model_dir()
@@ -127,6 +135,7 @@ class AudioGen:
                 raise AudiogenError("no bundled default model in this install; pass a model folder (--model DIR)")
         path = Path(model_dir)
         lm = LM.load(path, device=torch_device).to(lm_dtype)
+        lm.decode_kernels = kernels
         codec = load_codec(checkpoint.model_codec(path, getattr(lm, "meta", {})))
         expected = (getattr(lm, "meta", {}).get("codec") or {}).get("fingerprint")
         if expected and codec.fingerprint() != expected:
@@ -162,7 +171,8 @@ class AudioGen:
         path = self.model_dir
         return {"model": str(path) if path else None,
                 "lm_weights": checkpoint.weights_hash(path) if path else None,
-                "lm_dtype": DTYPE_NAMES.get(self.lm.heads.weight.dtype, str(self.lm.heads.weight.dtype)),
+                "lm_dtype": "int8" if self.lm.decode_kernels == "int8"
+                else DTYPE_NAMES.get(self.lm.heads.weight.dtype, str(self.lm.heads.weight.dtype)),
                 "codec": self.codec.identity.get("name"), "codec_fingerprint": self.codec.fingerprint()}
 
     # ------------------------------------------------------------------ tasks

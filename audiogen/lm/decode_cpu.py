@@ -17,7 +17,7 @@ from torch import nn
 if TYPE_CHECKING:
     from .model import LM
 
-KINDS = ("native", "xnnpack", "onednn")
+KINDS = ("native", "xnnpack", "onednn", "int8")
 
 
 def _no_decoder() -> None:
@@ -35,6 +35,28 @@ def _packed_linear_add(y: torch.Tensor, x: torch.Tensor, packed: torch.Tensor) -
 
 def _linear_add(y: torch.Tensor, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     return x + F.linear(y, weight)
+
+
+def int8_available() -> bool:
+    """Whether this PyTorch has the CPU kernel for int8 weights times bf16 rows (`_weight_int8pack_mm`)."""
+    return hasattr(torch.ops.aten, "_weight_int8pack_mm")
+
+
+def quantize_int8(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """`weight [N, K]` -> (int8 `[N, K]`, bf16 scales `[N]`): symmetric, one scale per output row, so
+    every weight is `q * scale` to within half a step. The scale is rounded to bf16 (the kernel's) before
+    quantising, upwards (the 1 + 2^-8), so the row's largest magnitude lands within 127 steps."""
+    w = weight.detach().float()
+    scales = (w.abs().amax(dim=1).clamp(min=1e-30) / 127 * (1 + 2**-8)).to(torch.bfloat16)
+    return (w / scales.float()[:, None]).round().clamp(-127, 127).to(torch.int8).contiguous(), scales
+
+
+def _int8_linear(x: torch.Tensor, packed: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    return torch.ops.aten._weight_int8pack_mm(x.to(torch.bfloat16), packed[0], packed[1])
+
+
+def _int8_linear_add(y: torch.Tensor, x: torch.Tensor, packed: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    return x + _int8_linear(y, packed)  # (bf16 product, added in the residual stream's own dtype)
 
 
 XNNPACK_MAX_BATCH = 8  # fp32 decode on one XNNPACK thread up to this batch (see `PackedDecoder`)
@@ -84,6 +106,11 @@ class PackedDecoder:
         without OpenMP's beside it, is 10x slower on this VM, hence one thread; and switching
         threads at every step costs more than it saves.
       * "onednn" otherwise.
+      * "int8", only when asked for (`LM.decode_kernels = "int8"`, `--dtype int8`): weight-only int8
+        (one bf16 scale per output row, `quantize_int8`) times bf16 rows in PyTorch's
+        `_weight_int8pack_mm`, a quarter of fp32's weight bytes; the residual stream, attention and
+        the KV cache stay fp32. It changes the logits (by the quantisation), so it is never picked
+        on its own: README, "int8 decoding", has its speed and its `audiogen eval` figures.
     Tested against the module path in tests/lm/test_model.py and tests/generation/test_token_loop.py.
     """
 
@@ -95,6 +122,8 @@ class PackedDecoder:
         if kind is not None and kind not in KINDS:
             raise ValueError(f"decode kernels must be one of {', '.join(KINDS)} or None, not {kind!r}")
         self.kind = kind or choose_kind(dtype, batch)
+        if self.kind == "int8" and not int8_available():
+            raise ValueError("int8 decoding needs PyTorch's _weight_int8pack_mm (PyTorch 2.3 or later)")
         self.threads = 1 if self.kind == "xnnpack" else None  # the decode loop's thread count (None: as is)
 
         # fp32 oneDNN products of 4-64 rows run about 3x slower when the output width is a multiple
@@ -108,6 +137,8 @@ class PackedDecoder:
             weight = weight.detach()
             if self.kind == "native":
                 return weight
+            if self.kind == "int8":
+                return quantize_int8(weight)
             if self.kind == "xnnpack":
                 return torch.ops.prepacked.linear_clamp_prepack(weight.contiguous(), None)
             if sliced and pad and weight.shape[0] % 1024 == 0:
@@ -141,6 +172,8 @@ class PackedDecoder:
         slot, visible = position % c.context, min(position + 1, c.context)
         if self.kind == "onednn":
             return self._layers(model, x, rot_c, rot_s, slot, visible, _packed_linear, _packed_linear_add)
+        if self.kind == "int8":
+            return self._layers(model, x, rot_c, rot_s, slot, visible, _int8_linear, _int8_linear_add)
         if self.kind == "xnnpack":
             # Inside a generation loop the threads are set already (a no-op here); a lone step (as
             # prefill's of one position) switches for itself: on two threads the pools would contend.

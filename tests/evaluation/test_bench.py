@@ -88,7 +88,8 @@ def test_smoke_with_a_model_folder(tmp_path: Path, capsys) -> None:
     for mode in ("adaptive", "fixed"):
         busy = report["busy"][mode]
         assert set(busy["codec"]) == set(report["codec"]) and set(busy["tasks"]) == set(report["tasks"])
-        assert {k for k in busy if k.startswith("decode")} == {"decode_batch_1_steps_per_s", "decode_batch_2_steps_per_s"}
+        decode = {k for k in busy if k.startswith("decode")}
+        assert decode == {"decode_batch_1_steps_per_s", "decode_batch_2_steps_per_s"}
         assert all(v > 0 for v in [*busy["codec"].values(), *busy["tasks"].values()])
     busy_lines = [line for line in table if line.startswith("busy machine")]
     assert len(busy_lines) == 2 and "of idle)" in busy_lines[0] and "AUDIOGEN_ADAPTIVE_THREADS=0" in busy_lines[1]

@@ -57,3 +57,24 @@ def test_bf16_option(model: Path, tmp_path: Path) -> None:
     assert run_cli("render", sketch, "-o", out, "--model", model, "--dtype", "bf16", "--seconds", "0.5",
                    "--quiet") == 0
     assert frames_of(out) == (SAMPLE_RATE // 2, SAMPLE_RATE, 1)
+
+
+def test_int8_option(model: Path, tmp_path: Path) -> None:
+    """--dtype int8: fp32 weights with int8 copies for the decode steps; seeded, recorded in the identity."""
+    import torch
+
+    from audiogen.lm.decode_cpu import int8_available
+
+    if not int8_available():
+        pytest.skip("no _weight_int8pack_mm in this PyTorch")
+    ag = AudioGen.load(model, dtype="int8")
+    assert ag.lm.heads.weight.dtype == torch.float32 and ag.identity["lm_dtype"] == "int8"
+    a, _ = ag.generate(seconds=0.5, count=2, seed=3)
+    assert ag.lm._decoder is None or ag.lm._decoder.kind == "int8"
+    b, _ = ag.generate(seconds=0.5, count=2, seed=3)
+    assert np.array_equal(a, b) and a.shape == (2, 1, SAMPLE_RATE // 2) and np.isfinite(a).all()
+    out = tmp_path / "r.wav"
+    sketch = write_sketch(tmp_path / "s.mid")
+    assert run_cli("render", sketch, "-o", out, "--model", model, "--dtype", "int8", "--seconds", "0.5",
+                   "--quiet") == 0
+    assert frames_of(out) == (SAMPLE_RATE // 2, SAMPLE_RATE, 1)

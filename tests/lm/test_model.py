@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from audiogen.errors import AudiogenError
+from audiogen.lm.decode_cpu import int8_available, quantize_int8
 from audiogen.lm.model import LM, LMConfig
 from audiogen.lm.rotary import rotary
 from audiogen.runtime import onednn_packable
@@ -248,6 +249,30 @@ def test_packed_decode_matches_module_path(B: int, start: int) -> None:
     err_fast = (results[torch.bfloat16, True] - ref).norm() / ref.norm()
     err_plain = (results[torch.bfloat16, False] - ref).norm() / ref.norm()
     assert err_fast < 0.03 and err_fast < 1.5 * err_plain + 0.005, (err_fast, err_plain)
+
+
+@needs_packing
+@pytest.mark.skipif(not int8_available(), reason="no _weight_int8pack_mm in this PyTorch")
+@pytest.mark.parametrize("B", [1, 4])
+def test_int8_decode_is_the_module_path_up_to_quantisation(B: int) -> None:
+    """`decode_kernels = "int8"`: weight-only int8 products (per-row scales) in the same step, through the
+    ring buffer with conditioning and dropped rows: within a bf16 model's distance of fp32, never picked
+    on its own, and the quantiser's rows are the weights to half a step."""
+    model = tiny(cond_features=3, dim=64, num_heads=4)
+    S = 20
+    tokens, cond = random_inputs(model, B, S, seed=5)
+    rows, drop = model.condition_rows(cond, S), torch.tensor([False, True, False, True])[:B]
+    ref = _decode_all(model, tokens, rows, drop, prompt=3)
+    assert model._decoder.kind != "int8"
+    model.decode_kernels = "int8"
+    int8 = _decode_all(model, tokens, rows, drop, prompt=3)
+    assert model._decoder.kind == "int8"
+    err = (int8 - ref).norm() / ref.norm()
+    assert 0 < err < 0.03, err  # it does quantise, and by little
+    weight = model.blocks[0].mlp.down.weight
+    q, scales = quantize_int8(weight)
+    assert q.dtype == torch.int8 and 126 <= q.abs().max() <= 127
+    assert ((q.float() * scales.float()[:, None] - weight).abs() <= scales.float()[:, None] * 0.5001).all()
 
 
 @needs_packing
