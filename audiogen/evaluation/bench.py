@@ -99,9 +99,10 @@ def machine_limits(device: torch.device, *, smoke: bool = False) -> dict[str, fl
     return out
 
 
-def weight_bytes(model: torch.nn.Module, dtype: torch.dtype) -> int:
-    """Bytes a decode step must read: every weight except the embedding tables (a few rows are read)."""
-    size = torch.tensor([], dtype=dtype).element_size()
+def weight_bytes(model: torch.nn.Module, dtype: torch.dtype | str) -> int:
+    """Bytes a decode step must read: every weight except the embedding tables (a few rows are read).
+    `"int8"`: the int8 decode step's one byte a weight (its per-row scales are a rounding error)."""
+    size = 1 if dtype == "int8" else torch.tensor([], dtype=dtype).element_size()
     return sum(p.numel() for n, p in model.named_parameters() if "embed" not in n) * size
 
 
@@ -110,9 +111,10 @@ def step_flops(model: torch.nn.Module, batch: int) -> float:
     return 2.0 * batch * sum(p.numel() for n, p in model.named_parameters() if "embed" not in n and p.dim() >= 2)
 
 
-def limit_seconds(model: torch.nn.Module, batch: int, dtype: torch.dtype, limits: dict[str, float]) -> float:
-    """The fastest possible decode step: the larger of weight-read time and matmul time."""
-    rate = limits["bf16_gflops" if dtype == torch.bfloat16 else "fp32_gflops"] * 1e9
+def limit_seconds(model: torch.nn.Module, batch: int, dtype: torch.dtype | str, limits: dict[str, float]) -> float:
+    """The fastest possible decode step: the larger of weight-read time and matmul time (int8 products run
+    on bf16 rows: bf16's rate)."""
+    rate = limits["bf16_gflops" if dtype in (torch.bfloat16, "int8") else "fp32_gflops"] * 1e9
     return max(weight_bytes(model, dtype) / (limits["bandwidth_gbs"] * 1e9), step_flops(model, batch) / rate)
 
 
@@ -157,16 +159,23 @@ def peer_decode(config: LMConfig, batch: int, steps: int, device: torch.device) 
 
 def decode_rows(name: str, model: LM, cfg: BenchConfig, device: torch.device, limits: dict[str, float],
                 frame_rate: float, peer: dict[int, float | None]) -> list[dict[str, Any]]:
-    """fp32 and bf16 rows for each batch size; `model` itself is left as it was (other dtypes run on a copy,
-    since a round trip through bf16 would round its weights)."""
+    """fp32 and bf16 rows for each batch size, and int8 (`--dtype int8`) on CPUs; `model` itself is left as it
+    was (other dtypes run on a copy, since a round trip through bf16 would round its weights)."""
+    from ..lm.decode_cpu import int8_available
+
     rows = []
     own_dtype = model.heads.weight.dtype
-    for dtype_name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+    kinds = [("fp32", torch.float32), ("bf16", torch.bfloat16)]
+    if device.type == "cpu" and int8_available():
+        kinds.append(("int8", torch.float32))
+    for dtype_name, dtype in kinds:
         model.clear_cache()
-        lm = model if dtype == own_dtype else copy.deepcopy(model).to(dtype)
+        lm = model if dtype == own_dtype and dtype_name != "int8" else copy.deepcopy(model).to(dtype)
+        if dtype_name == "int8":
+            lm.decode_kernels = "int8"
         for batch in cfg.batch_sizes:
             steps_per_s = ours_decode(lm, batch, cfg.steps, device)
-            limit = limit_seconds(lm, batch, dtype, limits)
+            limit = limit_seconds(lm, batch, "int8" if dtype_name == "int8" else dtype, limits)
             row = {"model": name, "dtype": dtype_name, "batch": batch, "steps_per_s": steps_per_s,
                    "frames_per_s": steps_per_s * batch, "audio_x_realtime": steps_per_s * batch / frame_rate,
                    "limit_steps_per_s": 1 / limit, "fraction_of_limit": steps_per_s * limit,
@@ -402,6 +411,7 @@ def run_bench(cfg: BenchConfig, *, log: Callable[[str], None] = print) -> dict[s
     torch.manual_seed(0)
     rows += decode_rows("reference", LM(reference).to(device).eval(), cfg, device, limits, frame_rate, peer)
     from ..generation.engine import AudioGen
+    from ..lm.decode_cpu import int8_available
     from ..runtime import native_bf16
 
     ag = None
@@ -423,6 +433,12 @@ def run_bench(cfg: BenchConfig, *, log: Callable[[str], None] = print) -> dict[s
                 ag16 = AudioGen(copy.deepcopy(ag.lm).to(torch.bfloat16), ag.codec, model_dir=ag.model_dir)
                 report["tasks_bf16"], report["task_seconds_bf16"] = task_rows(ag16, smoke=cfg.smoke,
                                                                               load_seconds=load_seconds)
+            if device.type == "cpu" and int8_available() and ag.lm.heads.weight.dtype == torch.float32:
+                log("end-to-end tasks, int8 decode steps (--dtype int8) ...")
+                lm8 = copy.deepcopy(ag.lm)
+                lm8.decode_kernels = "int8"
+                report["tasks_int8"], report["task_seconds_int8"] = task_rows(
+                    AudioGen(lm8, ag.codec, model_dir=ag.model_dir), smoke=cfg.smoke, load_seconds=load_seconds)
         if cfg.busy is not None and device.type == "cpu":
             log("a busy machine: one core spinning beside the codec, decode and tasks ...")
             report["busy"] = busy_rows(ag, cfg, device, load_seconds)
@@ -483,10 +499,12 @@ def format_report(report: dict[str, Any]) -> str:
         table.append(cells)
     widths = [max(len(r[i]) for r in table) for i in range(len(header))]
     lines += ["  ".join(c.rjust(w) for c, w in zip(r, widths)) for r in table]
-    for section, title in (("codec", "codec"), ("tasks", "tasks"), ("tasks_bf16", "tasks with --dtype bf16")):
+    for section, title in (("codec", "codec"), ("tasks", "tasks"), ("tasks_bf16", "tasks with --dtype bf16"),
+                           ("tasks_int8", "tasks with --dtype int8")):
         if isinstance(report.get(section), dict):
             lines.append(f"{title}: " + ", ".join(f"{k} {v:.1f}" for k, v in report[section].items()))
-    for section, title in (("task_seconds", "task time (s)"), ("task_seconds_bf16", "task time with --dtype bf16 (s)")):
+    for section, title in (("task_seconds", "task time (s)"), ("task_seconds_bf16", "task time with --dtype bf16 (s)"),
+                           ("task_seconds_int8", "task time with --dtype int8 (s)")):
         for task, spent in report.get(section, {}).items():
             lines.append(f"{title}, {task}: " + ", ".join(f"{k} {v:.2f}" for k, v in spent.items()))
     lines += _busy_lines(report)

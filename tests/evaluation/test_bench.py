@@ -12,11 +12,13 @@ from tinymodel import make_tiny_model
 
 from audiogen.cli import main
 from audiogen.evaluation.bench import BenchConfig, decode_rows, limit_seconds
+from audiogen.lm.decode_cpu import int8_available
 from audiogen.lm.model import LM, LMConfig
 from audiogen.runtime import native_bf16
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
+DTYPES = ("fp32", "bf16", "int8") if int8_available() else ("fp32", "bf16")  # int8: CPU decode steps
 ROW_NUMBERS = ("steps_per_s", "frames_per_s", "audio_x_realtime", "limit_steps_per_s", "fraction_of_limit")
 
 
@@ -31,14 +33,16 @@ def run_bench(tmp_path: Path, capsys, *args: str) -> tuple[dict, list[str]]:
 def check_rows(report: dict, table: list[str], models: set[str]) -> None:
     rows = report["decode"]
     assert {(r["model"], r["dtype"], r["batch"]) for r in rows} == {
-        (m, d, b) for m in models for d in ("fp32", "bf16") for b in (1, 2)}
+        (m, d, b) for m in models for d in DTYPES for b in (1, 2)}
     for row in rows:
         for key in ROW_NUMBERS:
             assert isinstance(row[key], float) and math.isfinite(row[key]) and row[key] > 0, (key, row)
         assert 0 < row["fraction_of_limit"] <= 1.5, row
         assert row["frames_per_s"] == pytest.approx(row["steps_per_s"] * row["batch"])
         assert row["decode_path"] in ("packed", "modules")
-        assert row["decode_kernels"] in ({"xnnpack", "onednn", "native"} if row["decode_path"] == "packed" else {None})
+        assert row["decode_kernels"] in ({"xnnpack", "onednn", "native", "int8"} if row["decode_path"] == "packed"
+                                         else {None})
+        assert (row["decode_kernels"] == "int8") == (row["dtype"] == "int8")
     # the table: machine and limit lines, a header, one line per row, the training line
     assert table[0].startswith("machine: cpu") and table[1].startswith("limits: bandwidth")
     header = next(i for i, line in enumerate(table) if line.split()[:3] == ["model", "dtype", "batch"])
@@ -83,6 +87,9 @@ def test_smoke_with_a_model_folder(tmp_path: Path, capsys) -> None:
         assert any(line.startswith("tasks with --dtype bf16: ") for line in table)
     else:
         assert "tasks_bf16" not in report
+    if int8_available():
+        assert set(report["tasks_int8"]) == set(report["tasks"]) and all(v > 0 for v in report["tasks_int8"].values())
+        assert any(line.startswith("tasks with --dtype int8: ") for line in table)
     assert any(line.startswith("codec: ") for line in table) and any(line.startswith("tasks: ") for line in table)
     # a busy machine: the same figures with a spinning process beside them, adapting threads and not
     for mode in ("adaptive", "fixed"):
@@ -125,7 +132,8 @@ def test_limits_and_rows_leave_the_model_alone() -> None:
     assert limit_seconds(model, 4096, torch.bfloat16, limits) == pytest.approx(2 * 4096 * matrices / 2e9)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     rows = decode_rows("tiny", model, BenchConfig(batch_sizes=(1,), steps=8), torch.device("cpu"), limits, 75.0, {})
-    assert [r["dtype"] for r in rows] == ["fp32", "bf16"]
+    assert [r["dtype"] for r in rows] == list(DTYPES)
+    assert limit_seconds(model, 1, "int8", limits) == pytest.approx(params / 1e9)
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
 
 
