@@ -61,6 +61,12 @@ def startup(desc: str, *, quiet: bool = False) -> None:
                     leave=False, dynamic_ncols=True)
 
 
+def startup_stage(stage: str) -> None:
+    """Say on the start-up line (if one is up) what the command is doing now, e.g. "loading the model"."""
+    if _startup is not None:
+        _startup.set_description_str(f"{_startup.desc.split(':')[0]}: {stage}")
+
+
 def end_startup() -> None:
     """Clear the start-up line (if any) from the terminal."""
     global _startup

@@ -127,6 +127,9 @@ def add_composer(p: argparse.ArgumentParser) -> None:
 def engine(args: argparse.Namespace):
     from ..composer.options import composer_folder
     from ..generation.engine import AudioGen
+    from ..progress import startup_stage
+
+    startup_stage("loading the model")
 
     composer = getattr(args, "composer", None)
     return AudioGen.load(args.model, device=args.device, dtype=args.dtype,
