@@ -58,8 +58,8 @@ def add_generation(p: argparse.ArgumentParser, *, guidance: bool = False) -> Non
                         " (0 to 1); 0 = off (default: %(default)s)")
     if guidance:
         p.add_argument("--guidance", type=float, default=defaults.guidance,
-                       help="classifier-free guidance scale: how strongly the output follows the MIDI;"
-                            " 1 = off (default: %(default)s)")
+                       help="classifier-free guidance scale: how strongly the output follows the MIDI (continue: "
+                            "the seed, against silence); 1 = off (default: %(default)s)")
     p.add_argument("--batch-size", type=int, default=BATCH_SIZE,
                    help="items generated together: more is faster per item, uses more memory (default: %(default)s)")
     p.add_argument("--plot", action="store_true",

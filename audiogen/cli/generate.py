@@ -239,7 +239,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                    help="seconds of new audio (default: %(default)s)")
     p.add_argument("--keep-prompt", action=argparse.BooleanOptionalAction, default=True,
                    help="start the output with the seed itself (default) or only the continuation")
-    add_generation(p)
+    add_generation(p, guidance=True)
     p.set_defaults(func=cmd_continue)
 
     p = sub.add_parser("render", help="render a MIDI sketch as audio (or compose one and render it: --compose)")

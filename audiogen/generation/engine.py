@@ -203,11 +203,13 @@ class AudioGen:
 
     def continue_audio(self, wav: Any, sample_rate: int, seconds: float = CONTINUE_SECONDS, *,
                        keep_prompt: bool = True, sampling: SamplingConfig | None = None,
-                       temperature: float | None = None, top_k: int | None = None, top_p: float | None = None,
-                       seed: int | None = None, progress: Any = False) -> tuple[np.ndarray, int]:
-        """Continue `wav [C, N]` (any rate/channels) for `seconds`; float32 `[C, N]`."""
-        sampling = SamplingConfig.from_overrides(sampling, temperature=temperature, top_k=top_k, top_p=top_p,
-                                                 seed=seed)
+                       guidance: float | None = None, temperature: float | None = None, top_k: int | None = None,
+                       top_p: float | None = None, seed: int | None = None,
+                       progress: Any = False) -> tuple[np.ndarray, int]:
+        """Continue `wav [C, N]` (any rate/channels) for `seconds`; float32 `[C, N]`. `guidance` (not 1)
+        guides toward the prompt, against silence (`generation.tasks.continue_audio`)."""
+        sampling = SamplingConfig.from_overrides(sampling, guidance=guidance, temperature=temperature, top_k=top_k,
+                                                 top_p=top_p, seed=seed)
         out = continue_audio(self.lm, self.codec, _to_tensor(wav), sample_rate, seconds=seconds,
                              keep_prompt=keep_prompt, sampling=sampling, progress=progress)
         return out, self.sample_rate

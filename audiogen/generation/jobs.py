@@ -45,7 +45,7 @@ COMMON = {"seed", "temperature", "top_k", "top_p", "name", "task", "plot"}
 ALLOWED = {
     "loops": COMMON | {"count", "bars", "bpm", "beats_per_bar", "midi", "prompt", "guidance", "batch_size",
                        "crossfade", "format", "style", "compose"},
-    "continue": COMMON | {"seed_audio", "input", "seconds", "keep_prompt"},
+    "continue": COMMON | {"seed_audio", "input", "seconds", "keep_prompt", "guidance"},
     "render": COMMON | {"midi", "input", "seconds", "prompt", "guidance"},
     # the composer's own sampling (temperature, top_k: `audiogen compose`'s defaults, not the audio's)
     "compose": {"task", "name", "seed", "temperature", "top_k", "bars", "style", "key", "meter", "bpm", "prompt",
@@ -53,7 +53,7 @@ ALLOWED = {
 }
 # The sampling fields a task takes from `audiogen batch`'s options when the job leaves them out.
 INHERITED = {"loops": ("temperature", "top_k", "top_p", "guidance"), "render": ("temperature", "top_k", "top_p",
-             "guidance"), "continue": ("temperature", "top_k", "top_p"), "compose": ()}
+             "guidance"), "continue": ("temperature", "top_k", "top_p", "guidance"), "compose": ()}
 # Defaults written into a job's content (so its key says what it makes, whatever the code's defaults become).
 DEFAULTS = {"loops": {"count": LOOP_COUNT, "bars": LOOP_BARS, "bpm": LOOP_BPM, "beats_per_bar": BEATS_PER_BAR,
                       "format": LOOP_FORMAT},

@@ -105,7 +105,7 @@ class SamplingConfig:
     temperature: float = 1.0  # 0 = greedy; else MIN_TEMPERATURE .. MAX_TEMPERATURE
     top_k: int = 250  # 0 = off
     top_p: float = 0.0  # 0 = off; applied after top_k; at most 1
-    guidance: float = 3.0  # classifier-free guidance scale (conditional models given cond); 1 = plain conditional
+    guidance: float = 3.0  # classifier-free guidance: toward the MIDI, or a continuation toward its seed; 1 = off
     seed: int = 0  # 0 .. MAX_SEED
 
     def validate(self, *, prefix: str = "sampling: ") -> None:

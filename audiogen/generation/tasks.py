@@ -93,6 +93,12 @@ def continue_audio(
 
     A seed longer than the model's context is fine: its last part (what fits the window) is the
     prompt. Output length: round(seconds * sr) samples, plus the seed's length with keep_prompt.
+
+    `sampling.guidance` (not 1) guides toward the prompt against silence of the prompt's length as a
+    negative prompt (`generate_tokens`' negative_prompt): on the corpus's 10 held-out files at guidance 3,
+    the last 3 s keep 0.38 of the prompt's energy instead of 0.16, the longest quiet stretch is 0.15 s
+    instead of 0.55, and 3 of 10 continuations are nearest their own track instead of 2
+    (README, "Continuation").
     """
     check_seconds(seconds)
     sr, hop = codec.sample_rate, codec.hop_length
@@ -100,8 +106,13 @@ def continue_audio(
     Tp = prompt.shape[-1]
     new_samples = audio.seconds_to_samples(seconds, sr)
     total_frames = Tp + math.ceil(new_samples / hop)
-    codes = generate_tokens(lm, num_frames=total_frames, prompt=prompt.to(device_of(lm)), sampling=sampling,
-                            progress=progress, desc="continue")
+    negative = None
+    if sampling.guidance != 1.0 and Tp:
+        with phase("codec encode"):
+            silence = torch.zeros(1, codec.channels, Tp * hop, device=device_of(codec))
+            negative = codec.encode(silence).to(device_of(lm))  # [1, K, Tp]
+    codes = generate_tokens(lm, num_frames=total_frames, prompt=prompt.to(device_of(lm)), negative_prompt=negative,
+                            sampling=sampling, progress=progress, desc="continue")
     decoded = decode(codec, codes, samples=total_frames * hop)[0]  # [C, total_frames * hop]
     continuation = decoded[:, Tp * hop : Tp * hop + new_samples]
     if not keep_prompt:

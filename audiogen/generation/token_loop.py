@@ -45,6 +45,7 @@ def generate_tokens(
     batch_size: int = 1,
     prompt: torch.Tensor | None = None,
     cond: torch.Tensor | None = None,
+    negative_prompt: torch.Tensor | None = None,
     sampling: SamplingConfig | None = None,
     logits_hook: Callable[[int, torch.Tensor], torch.Tensor] | None = None,
     progress: Any = False,
@@ -56,6 +57,12 @@ def generate_tokens(
     1 in `prompt` or `cond` is shared by all `batch_size` items. `logits_hook(step, logits)` sees
     the (guided) float logits `[B, K, V]` that will sample pattern step `step` (codebook k's row
     is for frame `step - model.pattern.delays[k]`) and returns the logits to sample from.
+
+    `negative_prompt [B, K, Tp]` (with a prompt, without cond): guidance toward the prompt. A second
+    row per item starts from these frames instead and then reads the same sampled tokens; the logits
+    are pushed from its towards the prompted row's by `sampling.guidance`. Continuation's negative is
+    silence (`tasks.continue_audio`): what it pushes away from is the drift into quiet that a prompt's
+    row alone follows.
     """
     sampling = sampling or SamplingConfig()
     sampling.validate()
@@ -81,6 +88,13 @@ def generate_tokens(
             raise AudiogenError(f"prompt codes must be in [0, {config.codebook_size})")
         frames[:, :, :Tp] = _batch_of(prompt.to(device), B, "prompt")
         known[:Tp] = True
+    negative_steps = None
+    if negative_prompt is not None:
+        if prompt is None or cond is not None or negative_prompt.shape[1:] != prompt.shape[1:]:
+            raise AudiogenError("negative_prompt needs a prompt of the same shape, and no cond")
+        negative = frames.clone()
+        negative[:, :, :Tp] = _batch_of(negative_prompt.to(device), B, "negative_prompt")
+        negative_steps = pattern.apply(negative, fill=special)  # [B, K, S]: the second rows' known steps
     steps = pattern.apply(frames, fill=special)  # [B, K, S]
     S = steps.shape[2]
     real = pattern.real_mask(num_frames, device=device)
@@ -92,7 +106,7 @@ def generate_tokens(
     first = free_steps[0]  # the first step with something to sample
 
     rows = drop = None
-    use_guidance = False
+    use_guidance = negative_steps is not None and sampling.guidance != 1.0
     if cond is not None:
         if not config.cond_features:
             raise AudiogenError("this model is unconditional; it cannot take MIDI conditioning")
@@ -107,8 +121,8 @@ def generate_tokens(
             drop = torch.arange(2 * B, device=device) >= B
     MB = 2 * B if use_guidance else B
 
-    def model_batch(x: torch.Tensor) -> torch.Tensor:
-        return torch.cat((x, x)) if use_guidance else x
+    def model_batch(x: torch.Tensor, second: torch.Tensor | None = None) -> torch.Tensor:
+        return torch.cat((x, x if second is None else second)) if use_guidance else x
 
     was_training = model.training
     model.eval()
@@ -121,7 +135,9 @@ def generate_tokens(
     try:
         P = first + 1  # positions 0..first: inputs are the start step and known steps 0..first-1
         with phase("prefill"), threads.fitted():
-            logits = model.prefill(model_batch(patterns.shift_right(steps[:, :, :P], special)),
+            logits = model.prefill(model_batch(patterns.shift_right(steps[:, :, :P], special),
+                                               None if negative_steps is None
+                                               else patterns.shift_right(negative_steps[:, :, :P], special)),
                                    None if rows is None else rows[:, :P], drop_cond=drop)
         with model.decode_threads() as refit, phase("decode"):
             for s in range(first, S):
@@ -138,7 +154,9 @@ def generate_tokens(
                 progress_bar.update(1)
                 if s + 1 < S:
                     step_input[:B, :, 0] = tokens
-                    if use_guidance:
+                    if negative_steps is not None and use_guidance:  # its own known steps, else the tokens
+                        step_input[B:, :, 0] = torch.where(fixed[:, s], negative_steps[:, :, s], tokens)
+                    elif use_guidance:
                         step_input[B:, :, 0] = tokens
                     logits = model.decode_step(step_input, None if rows is None else rows[:, s + 1 : s + 2],
                                                drop_cond=drop, position=s + 1)

@@ -6,6 +6,7 @@ option, with a tiny model built in the test.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -78,3 +79,30 @@ def test_int8_option(model: Path, tmp_path: Path) -> None:
     assert run_cli("render", sketch, "-o", out, "--model", model, "--dtype", "int8", "--seconds", "0.5",
                    "--quiet") == 0
     assert frames_of(out) == (SAMPLE_RATE // 2, SAMPLE_RATE, 1)
+
+
+def test_continue_guidance_toward_the_seed(model: Path, tmp_path: Path) -> None:
+    """continue's guidance pushes toward the seed against silence (a 2-row decode); 1 turns it off; both
+    are seeded; the CLI and batch jobs take --guidance / "guidance" for continue too."""
+    from tinymodel import write_seed
+
+    ag = AudioGen.load(model)
+    seed = write_seed(tmp_path / "seed.wav", seconds=0.5)
+    import soundfile as sf
+
+    wav, sr = sf.read(seed, dtype="float32", always_2d=True)
+    plain = ag.continue_audio(wav.T, sr, 0.5, keep_prompt=False, guidance=1.0, seed=4)[0]
+    assert ag.lm.caches[0].kv.shape[1] == 1  # one row: no negative
+    guided = ag.continue_audio(wav.T, sr, 0.5, keep_prompt=False, guidance=3.0, seed=4)[0]
+    assert ag.lm.caches[0].kv.shape[1] == 2  # the seed's row and the silence's
+    again = ag.continue_audio(wav.T, sr, 0.5, keep_prompt=False, guidance=3.0, seed=4)[0]
+    assert np.array_equal(guided, again) and not np.array_equal(plain, guided)
+    out = tmp_path / "c.wav"
+    assert run_cli("continue", seed, "-o", out, "--model", model, "--seconds", "0.5", "--guidance", "1.5",
+                   "--no-keep-prompt", "--quiet") == 0
+    assert frames_of(out) == (SAMPLE_RATE // 2, SAMPLE_RATE, 1)
+    jobs = tmp_path / "jobs.jsonl"
+    job = {"task": "continue", "seed_audio": str(seed), "seconds": 0.5, "guidance": 1.0, "name": "c"}
+    jobs.write_text(json.dumps(job) + "\n")
+    assert run_cli("batch", jobs, "-o", tmp_path / "batch", "--model", model, "--quiet") == 0
+    assert frames_of(tmp_path / "batch" / "c.wav")[0] == SAMPLE_RATE  # the 0.5 s seed, then 0.5 s
