@@ -44,9 +44,13 @@ def paired_midi(audio_path: str | os.PathLike) -> Path | None:
     return None
 
 
+def name_hash(name: str, seed: int = 0) -> float:
+    """The name's fixed place in [0, 1): a hash, so a name's side of a split never depends on the others."""
+    return int.from_bytes(hashlib.sha1(f"{seed}:{name}".encode()).digest()[:8], "big") / 2**64
+
+
 def is_validation(relative_path: str, val_fraction: float, seed: int = 0) -> bool:
-    digest = hashlib.sha1(f"{seed}:{relative_path}".encode()).digest()
-    return int.from_bytes(digest[:8], "big") / 2**64 < val_fraction
+    return name_hash(relative_path, seed) < val_fraction
 
 
 def split_files(

@@ -14,9 +14,10 @@ pickled. A cached piece's tokens are `Key Meter Tempo Bar ... EOS`: its key and 
 meter and tempo, then the body (`audiogen.composer.events`).
 
 `EventData` reads it: a held-out split by piece (a hash of the name, so adding pieces never moves
-one), crops that start on a bar line under a header giving style, key, the meter and tempo in
-force there and the bars left; transposition by up to +-`transpose` semitones (drums stay);
-training rows pack crops one after another. A batch is a pure function of (seed, index), so
+one; a style with few pieces gets at least `MIN_VAL_PER_STYLE` held out: `heldout_split`), crops
+that start on a bar line under a header giving style, key, the meter and tempo in force there and
+the bars left; transposition by up to +-`transpose` semitones (drums stay); training rows pack crops
+one after another. A batch is a pure function of (seed, index), so
 resumed and multi-process runs read exactly the same data.
 
 `python -m pytest tests/composer/test_composer_data.py` exercises it.
@@ -41,7 +42,7 @@ import numpy as np
 
 from ..errors import AudiogenError
 from ..fileio import atomic_path, write_json, write_text
-from ..folders import is_validation
+from ..folders import is_validation, name_hash
 from .events import midi_to_events
 from .vocab import BAR_COUNTS, DRUMS, METERS, STYLES, Vocab, bars_index, tempo_index, transpose_key
 
@@ -49,6 +50,12 @@ FORMAT_VERSION = 1
 ENCODER_VERSION = 1  # bump when the encoding of a piece changes: cached pieces are then re-parsed
 GROUP_STYLES = {"chorales": "chorale", "renaissance": "renaissance", "folk": "folk", "classical": "classical"}
 MAX_QUARTERS = 4 * 200  # longer movements are cut (about 200 bars of 4/4)
+# Collections whose scores over `sources.MAX_SCORE_BYTES` are parsed too (the audio corpus leaves them out):
+# classical has 64 small scores and 13 large ones (minutes each to parse; cut at MAX_QUARTERS).
+LARGE_GROUPS = ("classical",)
+# Held-out pieces a style has at least (a quarter of its pieces at most): the name hash holds out 5 of
+# the 77 classical movements (3 of the first 64), too few to measure a style by.
+MIN_VAL_PER_STYLE = 12
 
 
 @dataclasses.dataclass
@@ -154,7 +161,7 @@ def list_sources(*, music21: bool = True, groups: list[str] | tuple[str, ...] = 
         if unknown:
             raise AudiogenError(f"data.styles: unknown corpus style {sorted(unknown)[0]!r} "
                                 f"(known: {', '.join(STYLES)})")
-        for source in scores.music21_sources():
+        for source in scores.music21_sources(large_groups=LARGE_GROUPS):
             style = GROUP_STYLES.get(source.group, "classical")
             if not wanted or style in wanted:
                 out.append((source, style))
@@ -254,11 +261,34 @@ class Crop:
     transpose: int
 
 
+def heldout_split(names: list[str], styles: list[str], val_fraction: float, *, seed: int = 0,
+                  min_per_style: int = MIN_VAL_PER_STYLE) -> list[bool]:
+    """Which pieces are held out: a name's hash below `val_fraction` (`folders.is_validation`), and in a style
+    with fewer such names than `min_per_style`, the names with the next-lowest hashes until it has that many
+    (at most a quarter of the style's names). Copies of a name stay on one side. So a small style's held-out
+    figures are not those of two or three pieces; in a style at its minimum a newly added piece can take
+    the place of the last one held out, otherwise adding pieces never moves one."""
+    val = [is_validation(n, val_fraction, seed) for n in names]
+    if val_fraction <= 0 or min_per_style <= 0:
+        return val
+    by_style: dict[str, set[str]] = {}
+    for name, style in zip(names, styles):
+        by_style.setdefault(style, set()).add(name)
+    extra: set[str] = set()
+    for group in by_style.values():
+        ranked = sorted(group, key=lambda n: (name_hash(n, seed), n))
+        want = min(min_per_style, len(ranked) // 4)
+        held = sum(is_validation(n, val_fraction, seed) for n in ranked)
+        if held < want:
+            extra.update(ranked[:want])  # the lowest hashes: those held out already come first
+    return [v or n in extra for v, n in zip(val, names)]
+
+
 class EventData:
     """A built dataset: pieces, their split, and crops as token rows."""
 
     def __init__(self, directory: str | os.PathLike, *, val_fraction: float = 0.05, seed: int = 0,
-                 styles: list[str] | tuple[str, ...] = ()):
+                 styles: list[str] | tuple[str, ...] = (), min_val_per_style: int = MIN_VAL_PER_STYLE):
         directory = Path(directory)
         index_path = directory / "index.json"
         if not index_path.exists():
@@ -275,7 +305,8 @@ class EventData:
             self.pieces = [p for p in self.pieces if p["style"] in styles]
         if not self.pieces:
             raise AudiogenError(f"{directory}: no pieces of the styles asked for")
-        val = [is_validation(p["name"], val_fraction, seed) for p in self.pieces]
+        val = heldout_split([p["name"] for p in self.pieces], [p["style"] for p in self.pieces], val_fraction,
+                            seed=seed, min_per_style=min_val_per_style)
         if len(self.pieces) >= 2 and val_fraction > 0 and not any(val):
             val[-1] = True
         if len(self.pieces) >= 2 and all(val):
@@ -441,5 +472,5 @@ def transpose_tokens(tokens: np.ndarray, vocab: Vocab, semitones: int) -> np.nda
     return out
 
 
-__all__ = ["BAR_COUNTS", "Crop", "DatasetSummary", "EventData", "build_dataset", "encode_piece", "list_sources",
-           "pitched_mask", "transpose_tokens"]
+__all__ = ["BAR_COUNTS", "Crop", "DatasetSummary", "EventData", "build_dataset", "encode_piece", "heldout_split",
+           "list_sources", "pitched_mask", "transpose_tokens"]

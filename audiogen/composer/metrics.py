@@ -6,6 +6,7 @@
     grid_share(pm)                   # share of onsets on the 1/16 grid
     self_similarity(pm)              # how much each bar repeats an earlier one (0: never, 1: always)
     loop_transition(model, tokens)   # NLL per event of bar 1 after the last bar, beside bar k+1 after bar k
+    first_bars(tokens, 8, vocab)     # a piece cut after its first 8 bars
     composer_report(model, data)     # all of it, for `audiogen eval --composer`
 
 Histograms can be taken relative to the key (`key=`: rotated so the tonic is 0), which is what
@@ -216,15 +217,26 @@ def _mean(values: list[float]) -> float:
     return float(np.mean(values)) if values else float("nan")
 
 
+def first_bars(tokens, bars: int, vocab: Vocab) -> list[int]:
+    """A piece's tokens (header + body) cut after its first `bars` bars (EOS kept; the header's bar count stays)."""
+    tokens = [int(t) for t in tokens]
+    starts = [i for i, t in enumerate(tokens) if t == vocab.bar]
+    return tokens if len(starts) <= bars else tokens[: starts[bars]] + [vocab.eos]
+
+
 def composer_report(model, data, *, pieces: int = 16, bars: int = 8, seed: int = 0, loop: bool = True,
                     temperature: float = 1.0, top_k: int = 0) -> dict[str, Any]:
     """Everything `audiogen eval --composer` prints, from a model and an `EventData`.
 
-    Held-out pieces: NLL per event beside the bigram (fitted on the training pieces); their in-key
-    share, grid share, self-similarity and key-relative pitch-class profile per style. Generated
-    pieces (`pieces` per style, `bars` long, in the key/meter/tempo of held-out pieces): the same,
-    and the profile distance to held-out pieces of their style beside the distance between
-    held-out styles. With `loop`, wrap and inner transition NLL of pieces composed with loop=True.
+    Held-out pieces: NLL per event beside the bigram (fitted on the training pieces). Up to `pieces`
+    held-out pieces per style, each cut to its first `bars` bars (what a composed piece is: `bars` bars
+    from a piece's start, in the header's key; a whole movement modulates away from it, so its in-key
+    share is no reference for 8 bars): their in-key share, grid share, self-similarity and key-relative
+    pitch-class profile per style (`heldout_styles`; `heldout_styles_whole` has the whole pieces' in-key
+    share and self-similarity, for comparison). Generated pieces (`pieces` per style, `bars` long, in
+    the key and meter of the style's held-out pieces in turn, each with its own seed): the same, and the
+    profile distance to the held-out pieces of their style beside the distance between held-out styles.
+    With `loop`, wrap and inner transition NLL of pieces composed with loop=True.
     """
     from .data import Crop
     from .events import events_to_midi
@@ -232,22 +244,30 @@ def composer_report(model, data, *, pieces: int = 16, bars: int = 8, seed: int =
 
     vocab = model.vocab
     user = model.config.user_styles
+    steps = vocab.steps_per_quarter
     rows = data.val_rows(count=max(pieces * 4, 64), length=model.config.context, user_styles=user)
     bigram = Bigram.fit((data.tokens(i)[3:] for i in data.train_pieces), vocab.size)
     report: dict[str, Any] = {"heldout": heldout_nll(model, rows, bigram=bigram)}
 
     held: dict[str, list[tuple[pretty_midi.PrettyMIDI, list[int]]]] = {}
+    whole: dict[str, list[dict[str, float]]] = {}
     for piece in data.val_pieces:
         style = data.pieces[piece]["style"]
         if len(held.setdefault(style, [])) < pieces:
             tokens = data.crop_tokens(Crop(piece, 0, 0), user).tolist()
-            held[style].append((events_to_midi(tokens, vocab), tokens))
+            key = read_header(tokens, vocab).key
+            whole.setdefault(style, []).append(piece_stats(events_to_midi(tokens, vocab), key, steps_per_quarter=steps))
+            start = first_bars(tokens, bars, vocab)
+            held[style].append((events_to_midi(start, vocab), start))
     profiles = {s: np.mean([pitch_class_profile(pm, key=read_header(t, vocab).key) for pm, t in items], axis=0)
                 for s, items in held.items()}
     styles = sorted(held)
+    report["heldout_counts"] = {s: len(held[s]) for s in styles}
     report["heldout_styles"] = {
-        s: {k: _mean([piece_stats(pm, read_header(t, vocab).key, steps_per_quarter=vocab.steps_per_quarter)[k]
+        s: {k: _mean([piece_stats(pm, read_header(t, vocab).key, steps_per_quarter=steps)[k]
                       for pm, t in held[s]]) for k in ("in_key", "grid", "self_similarity")} for s in styles}
+    report["heldout_styles_whole"] = {s: {k: _mean([x[k] for x in whole[s]]) for k in ("in_key", "self_similarity")}
+                                      for s in styles}
     between = [pitch_class_distance(profiles[a], profiles[b]) for i, a in enumerate(styles) for b in styles[i + 1 :]]
     report["profile_distance_between_styles"] = _mean(between) if between else float("nan")
 
@@ -257,12 +277,12 @@ def composer_report(model, data, *, pieces: int = 16, bars: int = 8, seed: int =
         if s not in model.config.styles:
             continue
         stats, pcs = [], []
-        for k, (_, t) in enumerate(held[s]):
-            head = read_header(t, vocab)
+        for k in range(pieces):
+            head = read_header(held[s][k % len(held[s])][1], vocab)
             out = compose_tokens(model, bars=bars, style=s, key=head.key, meter=head.meter,
                                  bpm=120.0, seed=seed + k, temperature=temperature, top_k=top_k, loop=loop)
             pm = events_to_midi(out, vocab)
-            stats.append(piece_stats(pm, head.key, steps_per_quarter=vocab.steps_per_quarter))
+            stats.append(piece_stats(pm, head.key, steps_per_quarter=steps))
             pcs.append(pitch_class_profile(pm, key=head.key))
             if loop:
                 lt = loop_transition(model, out)
@@ -270,11 +290,12 @@ def composer_report(model, data, *, pieces: int = 16, bars: int = 8, seed: int =
                 inners.append(lt["inner_nll"])
         generated[s] = {k: _mean([x[k] for x in stats]) for k in ("in_key", "grid", "self_similarity")}
         generated[s]["profile_distance_to_heldout"] = pitch_class_distance(np.mean(pcs, axis=0), profiles[s])
+        generated[s]["pieces"] = len(stats)
     report["generated_styles"] = generated
     if loop and wraps:
         report["loop"] = {"wrap_nll": _mean(wraps), "inner_nll": _mean(inners)}
     return report
 
 
-__all__ = ["Bigram", "body_mask", "composer_report", "grid_share", "heldout_nll", "in_key_share", "loop_transition",
-           "pitch_class_distance", "pitch_class_profile", "self_similarity", "similarity_matrix"]
+__all__ = ["Bigram", "body_mask", "composer_report", "first_bars", "grid_share", "heldout_nll", "in_key_share",
+           "loop_transition", "pitch_class_distance", "pitch_class_profile", "self_similarity", "similarity_matrix"]

@@ -64,7 +64,10 @@ def _abc_tune_text(path: str, tune: int) -> str:
     return text[: starts[0]] + text[starts[tune] : end]
 
 
-def music21_sources() -> list[Source]:
+def music21_sources(*, large_groups: tuple[str, ...] | list[str] = ()) -> list[Source]:
+    """Every usable score of music21's corpus; scores over `MAX_SCORE_BYTES` are left out (minutes to
+    parse, for the 2 minutes the audio corpus uses) except in `large_groups` (the composer asks for
+    "classical", whose 64 small scores are too few; its parse cuts a movement at about 200 bars)."""
     try:
         from music21 import corpus
     except ImportError:
@@ -79,7 +82,7 @@ def music21_sources() -> list[Source]:
         group = folder_group.get(parts[0], "classical")
         stem = _slug("-".join((*parts[:-1], path.stem)))
         tunes = _abc_tunes(path) if path.suffix.lower() == ".abc" else 1
-        if tunes <= 1 and path.stat().st_size > MAX_SCORE_BYTES:  # minutes to parse, for 2 minutes used
+        if tunes <= 1 and path.stat().st_size > MAX_SCORE_BYTES and group not in large_groups:
             continue
         if tunes > 1:
             out += [Source(str(path), k, group, f"{stem}-{k}") for k in range(tunes)]

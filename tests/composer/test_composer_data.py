@@ -3,14 +3,24 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 from composer_helpers import midi_folder
 
-from audiogen.composer.data import Crop, EventData, build_dataset, encode_piece, pitched_mask
+from audiogen.composer.data import (
+    Crop,
+    EventData,
+    build_dataset,
+    encode_piece,
+    heldout_split,
+    list_sources,
+    pitched_mask,
+)
 from audiogen.composer.vocab import HEADER_LENGTH, STYLES, GrammarState, check_grammar, transpose_key
 from audiogen.errors import AudiogenError
+from audiogen.folders import is_validation
 
 
 @pytest.fixture(scope="module")
@@ -110,3 +120,32 @@ def test_music21_scores_with_their_style_and_pickup(tmp_path) -> None:
     music21 = pytest.importorskip("music21")
     tokens = encode_piece(str(music21.corpus.getWork("bach/bwv66.6")), None, "chorales", 4)
     assert v.describe(tokens[:5].tolist()) == ["Key_F#_minor", "Meter_4/4", "Tempo_96", "BAR", "Position_12"]
+
+
+def test_heldout_split_gives_a_small_style_enough_pieces() -> None:
+    names = [f"big/{i}" for i in range(400)] + [f"small/{i}" for i in range(40)] + ["small/0", "tiny/0", "tiny/1"]
+    styles = [n.split("/")[0] for n in names]
+    plain = [is_validation(n, 0.05) for n in names]
+    val = heldout_split(names, styles, 0.05, min_per_style=12)
+    big = [i for i, s in enumerate(styles) if s == "big"]
+    assert sum(plain[i] for i in big) >= 12 and all(val[i] == plain[i] for i in big)  # enough by hash: unchanged
+    small = {n for n, s, v in zip(names, styles, val) if s == "small" and v}
+    plain_small = {n for n, s, v in zip(names, styles, plain) if s == "small" and v}
+    assert len(plain_small) < 10 and plain_small < small and len(small) == 10  # a quarter of 40 at most
+    assert val[names.index("small/0")] == val[len(names) - 3]  # a name's copies stay together
+    assert [v for v, s in zip(val, styles) if s == "tiny"] == [v for v, s in zip(plain, styles) if s == "tiny"]
+    assert heldout_split(names, styles, 0.05, min_per_style=0) == plain
+    assert heldout_split(names, styles, 0.05, min_per_style=12) == val  # a pure function of the names
+
+
+def test_the_composer_lists_the_large_classical_scores_the_audio_corpus_leaves_out() -> None:
+    pytest.importorskip("music21")
+    from audiogen.corpus import sources as scores
+
+    audio = scores.music21_sources()
+    composer = [s for s, _ in list_sources()]
+    added = [s for s in composer if s not in set(audio)]
+    assert set(audio) <= set(composer) and added
+    assert all(s.group == "classical" and s.tune is None and Path(s.path).stat().st_size > scores.MAX_SCORE_BYTES
+               for s in added)
+    assert all(Path(s.path).stat().st_size <= scores.MAX_SCORE_BYTES for s in audio if s.tune is None)

@@ -8,13 +8,14 @@ import numpy as np
 import pretty_midi
 import pytest
 import torch
-from composer_helpers import midi_folder, tiny_composer
+from composer_helpers import midi_folder, song, tiny_composer
 
-from audiogen.composer.data import EventData, build_dataset
+from audiogen.composer.data import Crop, EventData, build_dataset
 from audiogen.composer.metrics import (
     Bigram,
     body_mask,
     composer_report,
+    first_bars,
     grid_share,
     heldout_nll,
     in_key_share,
@@ -139,3 +140,31 @@ def test_composer_report_end_to_end(tmp_path) -> None:
     gen = report["generated_styles"]["folk"]
     assert gen["grid"] == 1.0 and 0 <= gen["in_key"] <= 1 and 0 <= gen["profile_distance_to_heldout"] <= 1
     assert report["loop"]["wrap_nll"] > 0 and report["loop"]["inner_nll"] > 0
+
+
+def test_composer_report_compares_the_first_bars_and_composes_every_piece_asked_for(tmp_path) -> None:
+    """Held-out pieces in C for 2 bars, then 4 bars of C# and Eb only: a composed 2-bar piece is
+    compared with their first 2 bars (all in key), not the whole pieces; and a style with one held-out
+    piece still gets `pieces` generated ones."""
+    folder = tmp_path / "midi"
+    folder.mkdir()
+    for i in range(4):
+        pm = song(seed=i, bars=2, drums=False)
+        pm.key_signature_changes.append(pretty_midi.KeySignature(0, 0.0))
+        for b in range(2, 6):
+            for k in range(4):  # C# Eb C# Eb, quarter notes
+                start = b * 2.0 + k * 0.5
+                pm.instruments[0].notes.append(pretty_midi.Note(90, 61 + 2 * (k % 2), start, start + 0.5))
+        pm.write(str(folder / f"song{i}.mid"))
+    build_dataset(tmp_path / "data", music21=False, midi_dir=str(folder), midi_style="folk")
+    data = EventData(tmp_path / "data", val_fraction=0.01, min_val_per_style=0)
+    assert len(data.val_pieces) == 1
+    v = data.vocab
+    tokens = data.crop_tokens(Crop(data.val_pieces[0], 0, 0)).tolist()
+    cut = first_bars(tokens, 2, v)
+    assert cut.count(v.bar) == 2 and cut[-1] == v.eos and cut[:-1] == tokens[: len(cut) - 1]
+    assert first_bars(tokens, 50, v) == tokens
+    report = composer_report(tiny_composer(context=96), data, pieces=3, bars=2, loop=False)
+    assert report["heldout_styles"]["folk"]["in_key"] == 1.0
+    assert report["heldout_styles_whole"]["folk"]["in_key"] < 0.7
+    assert report["heldout_counts"] == {"folk": 1} and report["generated_styles"]["folk"]["pieces"] == 3
