@@ -157,7 +157,8 @@ class Governor:
         return threads
 
 
-def _keep() -> int:
+def current() -> int:
+    """The thread count in use, left as it is (the refit of a loop whose count is fixed)."""
     import torch
 
     return torch.get_num_threads()
@@ -171,7 +172,7 @@ def fitted() -> Iterator[Callable[[], int]]:
     import torch
 
     before = torch.get_num_threads()
-    refit = Governor(before) if adaptive() else _keep
+    refit = Governor(before) if adaptive() else current
     refit()
     try:
         yield refit

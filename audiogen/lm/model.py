@@ -224,10 +224,6 @@ class Block(nn.Module):
         return x + self.drop(self.mlp(self.mlp_norm(x)))
 
 
-def _keep() -> int:
-    return torch.get_num_threads()
-
-
 def band_mask(q_start: int, num_q: int, k_start: int, num_k: int, window: int, device) -> torch.Tensor:
     """`[num_q, num_k]` bool: query position i may see key position j iff i - window < j <= i."""
     qp = torch.arange(q_start, q_start + num_q, device=device)[:, None]
@@ -434,7 +430,7 @@ class LM(nn.Module):
             return
         torch.set_num_threads(want)  # (per step it would cost more than it saves: set once per loop)
         try:
-            yield _keep
+            yield threads.current
         finally:
             torch.set_num_threads(before)
 
