@@ -64,7 +64,7 @@ REQUIRED_ROLE = {"render": "midi", "continue": "seed_audio"}
 SAMPLING = ("seed", "temperature", "top_k", "top_p")
 PARAMS = {  # what the page sets per task (a subset of the batch job's fields, plus the output format)
     "render": {*SAMPLING, "seconds", "guidance", "format"},
-    "continue": {*SAMPLING, "seconds", "keep_prompt", "format"},
+    "continue": {*SAMPLING, "seconds", "keep_prompt", "guidance", "format"},
     "loops": {*SAMPLING, "count", "bars", "bpm", "beats_per_bar", "guidance", "format", "style", "compose"},
     "compose": {"seed", "temperature", "top_k", "bars", "style", "key", "meter", "bpm", "loop"},
 }

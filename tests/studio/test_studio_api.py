@@ -105,8 +105,8 @@ def test_downloads_are_only_the_files_a_job_made(studio, tmp_path: Path) -> None
     url, out, _ = studio
     status, seed = upload(url, write_seed(tmp_path / "seed.wav", seconds=0.3), "audio")
     assert status == 201 and seed["name"] == "seed.wav"
-    status, body = submit(url, {"task": "continue", "params": {"seconds": 0.25, "format": "flac", "seed": 1},
-                                "uploads": {"seed_audio": seed["id"]}})
+    params = {"seconds": 0.25, "format": "flac", "seed": 1, "guidance": 2.0}  # (continue takes guidance too)
+    status, body = submit(url, {"task": "continue", "params": params, "uploads": {"seed_audio": seed["id"]}})
     assert status == 202
     job = wait_for(url, body["job"]["id"])
     assert job["state"] == "done", job["error"]

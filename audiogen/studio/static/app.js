@@ -25,13 +25,16 @@ const text = (name, label, value, hint) => ({ type: "text", name, label, value, 
 const select = (name, label, choices, value, hint) => ({ type: "select", name, label, choices, value, hint });
 const check = (name, label, value) => ({ type: "check", name, label, value });
 
+const FOLLOW_MIDI = "how strongly the audio follows the MIDI; 1 = off";
+
 function taskSpecs(info) {
   const s = info.defaults.sampling, l = info.defaults.loops, c = info.defaults.compose;
+  // guidance: the field's help (what the output is pushed toward), or none
   const sampling = (guidance) => [
     num("seed", "Seed", s.seed, "the same seed gives the same audio"),
     num("temperature", "Temperature", s.temperature, "0 = greedy, higher = more varied"),
     num("top_k", "Top-k", s.top_k),
-    ...(guidance ? [num("guidance", "Guidance", s.guidance, "how strongly the audio follows the MIDI; 1 = off")] : []),
+    ...(guidance ? [num("guidance", "Guidance", s.guidance, guidance)] : []),
   ];
   const formats = select("format", "Format", info.formats, l.format, "WAV, Ogg Vorbis or FLAC");
   const sketchModes = info.composer && info.conditional ? ["compose", "free"] : ["free", "compose"];
@@ -40,7 +43,7 @@ function taskSpecs(info) {
       help: "Render a MIDI sketch as audio, following its notes and timing; a prompt recording sets the sound.",
       fields: [file("midi", "MIDI sketch", "midi", ".mid or .midi (required)"),
         file("prompt", "Timbre prompt", "audio", "optional recording whose sound the render takes on"),
-        num("seconds", "Seconds", "", "empty: the MIDI's length plus 1 s"), ...sampling(true), formats],
+        num("seconds", "Seconds", "", "empty: the MIDI's length plus 1 s"), ...sampling(FOLLOW_MIDI), formats],
     },
     loops: {
       help: "Seamless loops of an exact number of bars. Loop points ride in the file: WAV smpl/acid chunks, "
@@ -51,13 +54,14 @@ function taskSpecs(info) {
         text("style", "Style", l.style, info.styles.join(", ")),
         file("midi", "MIDI sketch", "midi", "optional: fitted to the loop's bars (instead of composing)"),
         file("prompt", "Timbre prompt", "audio", "optional recording whose sound the loops take on"),
-        ...sampling(true)],
+        ...sampling(FOLLOW_MIDI)],
     },
     continue: {
       help: "Continue a recording (any rate, any channels) for a number of seconds.",
       fields: [file("seed_audio", "Seed recording", "audio", ".wav, .flac, .ogg or .mp3 (required)"),
         num("seconds", "Seconds", info.defaults.continue.seconds, "seconds of new audio"),
-        check("keep_prompt", "Start with the seed", true), ...sampling(false), formats],
+        check("keep_prompt", "Start with the seed", true),
+        ...sampling("how strongly the audio keeps to the seed, against silence; 1 = off"), formats],
     },
     compose: {
       help: "Write a MIDI sketch with the composer: exactly the bars, meter and key asked for.",
