@@ -127,6 +127,22 @@ def one_thread() -> Iterator[None]:
         yield
 
 
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory) -> Path:
+    """A tiny model folder (LM + codec, `tests/tinymodel.py`), one per test module."""
+    from tinymodel import make_tiny_model
+
+    return make_tiny_model(tmp_path_factory.mktemp("model") / "tiny")
+
+
+@pytest.fixture(scope="module")
+def tiny_engine(tiny_model: Path):
+    """`tiny_model` loaded on CPU (an `AudioGen`), one per test module."""
+    from audiogen import AudioGen
+
+    return AudioGen.load(tiny_model, device="cpu")
+
+
 @pytest.fixture
 def audio_dir(tmp_path: Path) -> Path:
     """Six 1-second mono clips at 24 kHz (different notes per file)."""

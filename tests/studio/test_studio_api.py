@@ -27,7 +27,7 @@ import pytest
 import soundfile as sf
 from conftest import sigint_default
 from studio_helpers import call, files_under, running_studio, submit, upload
-from tinymodel import SAMPLE_RATE, make_tiny_model, run_main, write_seed, write_sketch
+from tinymodel import SAMPLE_RATE, run_main, write_seed, write_sketch
 
 from audiogen import AudioGen, AudiogenError
 from audiogen.generation.options import SamplingConfig
@@ -35,20 +35,10 @@ from audiogen.progress import bar, observe
 from audiogen.studio import Studio, make_server
 
 
-@pytest.fixture(scope="module")
-def model(tmp_path_factory) -> Path:
-    return make_tiny_model(tmp_path_factory.mktemp("model") / "tiny")
-
-
-@pytest.fixture(scope="module")
-def engine(model: Path) -> AudioGen:
-    return AudioGen.load(model, device="cpu")
-
-
 @pytest.fixture
-def studio(engine: AudioGen, tmp_path: Path):
+def studio(tiny_engine: AudioGen, tmp_path: Path):
     out = tmp_path / "studio-out"
-    with running_studio(engine, out, max_upload_mb=1.0) as (url, studio):
+    with running_studio(tiny_engine, out, max_upload_mb=1.0) as (url, studio):
         yield url, out, studio
 
 
@@ -206,9 +196,9 @@ def test_progress_observe_sees_its_own_threads_bars() -> None:
     assert seen == [("render", 0, 3), ("render", 1, 3), ("render", 2, 3), ("render", 3, 3)]
 
 
-def test_serve_command_starts_answers_and_stops(model: Path, tmp_path: Path, engine: AudioGen) -> None:
+def test_serve_command_starts_answers_and_stops(tiny_model: Path, tmp_path: Path, tiny_engine: AudioGen) -> None:
     env = dict(os.environ, PYTHONWARNINGS="ignore", PYTHONUNBUFFERED="1")
-    proc = subprocess.Popen([sys.executable, "-m", "audiogen", "serve", "--model", str(model), "--port", "0",
+    proc = subprocess.Popen([sys.executable, "-m", "audiogen", "serve", "--model", str(tiny_model), "--port", "0",
                              "--output-dir", str(tmp_path / "out"), "--device", "cpu", "--quiet"],
                             stderr=subprocess.PIPE, text=True, env=env, preexec_fn=sigint_default)
     try:
@@ -224,7 +214,7 @@ def test_serve_command_starts_answers_and_stops(model: Path, tmp_path: Path, eng
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=60) == 0
     # A port in use is one line, as the CLI prints it.
-    studio = Studio(engine, out_dir=tmp_path / "out2")
+    studio = Studio(tiny_engine, out_dir=tmp_path / "out2")
     first = make_server(studio, port=0)
     try:
         with pytest.raises(AudiogenError, match=rf"cannot listen on 127.0.0.1:{first.port}: .*another --port"):

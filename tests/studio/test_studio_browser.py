@@ -20,22 +20,12 @@ from pathlib import Path
 import pytest
 import soundfile as sf
 from studio_helpers import chromium, files_under, running_studio
-from tinymodel import SAMPLE_RATE, make_tiny_model, run_main, write_sketch
+from tinymodel import SAMPLE_RATE, run_main, write_sketch
 
 from audiogen import AudioGen, audio
 from audiogen.generation.loops import loop_length
 
 TIMEOUT_MS = 60_000  # generous: the machine is shared; a tiny render takes about a second
-
-
-@pytest.fixture(scope="module")
-def model(tmp_path_factory) -> Path:
-    return make_tiny_model(tmp_path_factory.mktemp("model") / "tiny")
-
-
-@pytest.fixture(scope="module")
-def engine(model: Path) -> AudioGen:
-    return AudioGen.load(model, device="cpu")
 
 
 @pytest.fixture(scope="module")
@@ -45,10 +35,10 @@ def browser():
 
 
 @pytest.fixture
-def studio(engine: AudioGen, tmp_path: Path):
+def studio(tiny_engine: AudioGen, tmp_path: Path):
     """(url, output folder): a fresh studio per test, so each test sees exactly the files it caused."""
     out = tmp_path / "studio-out"
-    with running_studio(engine, out, max_upload_mb=1.0) as (url, _):
+    with running_studio(tiny_engine, out, max_upload_mb=1.0) as (url, _):
         yield url, out
 
 
