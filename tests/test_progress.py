@@ -7,37 +7,20 @@ real bar replaces it, and an error clears it first, so the terminal shows the er
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 
 import pytest
 
-pty = pytest.importorskip("pty")
+from audiogen.evaluation import bench
+
+pytest.importorskip("pty")
 
 
 def run_on_terminal(*args: str) -> tuple[int, bytes]:
     """`audiogen ARGS` with stderr on a pseudo-terminal of 100 columns: exit status and all it wrote there."""
-    import fcntl
-    import struct
-    import termios
-
-    master, slave = pty.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
-    proc = subprocess.Popen([sys.executable, "-m", "audiogen", *args], stdin=subprocess.DEVNULL,
-                            stdout=subprocess.DEVNULL, stderr=slave)
-    os.close(slave)
-    seen = b""
-    while True:
-        try:
-            chunk = os.read(master, 4096)
-        except OSError:  # the child closed its end
-            break
-        if not chunk:
-            break
-        seen += chunk
-    os.close(master)
-    return proc.wait(), seen
+    code, chunks = bench.run_on_terminal([sys.executable, "-m", "audiogen", *args])
+    return code, b"".join(chunk for _, chunk in chunks)
 
 
 def visible(raw: bytes) -> list[str]:

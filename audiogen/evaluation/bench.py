@@ -229,6 +229,18 @@ def codec_rows(codec, device: torch.device, *, seconds: float) -> dict[str, floa
     return {"codec_encode_x_realtime": seconds / encode, "codec_decode_x_realtime": seconds / decode}
 
 
+def bench_sketch(seconds: float):
+    """The tasks' MIDI sketch: a piano note every half second at 120 BPM, stepping by fourths (a PrettyMIDI)."""
+    import pretty_midi
+
+    pm = pretty_midi.PrettyMIDI(initial_tempo=120)
+    piano = pretty_midi.Instrument(program=0)
+    for i in range(int(seconds * 2)):
+        piano.notes.append(pretty_midi.Note(90, 60 + (i * 5) % 12, i * 0.5, i * 0.5 + 0.45))
+    pm.instruments.append(piano)
+    return pm
+
+
 PHASES = ("load", "codec encode", "prefill", "decode", "codec decode", "write")  # how task times are split
 
 
@@ -239,17 +251,11 @@ def task_rows(ag, *, smoke: bool, load_seconds: float = 0.0) -> tuple[dict[str, 
     import tempfile
     from pathlib import Path
 
-    import pretty_midi
-
     from .. import audio
     from ..timing import phase, record
 
     seconds = 1.0 if smoke else 8.0
-    pm = pretty_midi.PrettyMIDI(initial_tempo=120)
-    piano = pretty_midi.Instrument(program=0)
-    for i in range(int(seconds * 2)):
-        piano.notes.append(pretty_midi.Note(90, 60 + (i * 5) % 12, i * 0.5, i * 0.5 + 0.45))
-    pm.instruments.append(piano)
+    pm = bench_sketch(seconds)
     seed = torch.randn(1, ag.sample_rate) * 0.1
     tasks: dict[str, Callable[[], Any]] = {}
     if ag.conditional:
@@ -280,24 +286,45 @@ def task_rows(ag, *, smoke: bool, load_seconds: float = 0.0) -> tuple[dict[str, 
 # ---------------------------------------------------------------------- start-up and a busy machine
 
 
+def run_on_terminal(argv: list[str], *, columns: int = 100) -> tuple[int, list[tuple[float, bytes]]]:
+    """Run `argv` with its stderr on a pseudo-terminal `columns` wide (stdin and stdout: nothing), as a user's
+    terminal would show it: the exit status, and each chunk it wrote there with the seconds since it started.
+    ImportError where there are no pseudo-terminals (not POSIX)."""
+    import pty
+    import select
+    import struct
+    import subprocess
+    import termios
+    from fcntl import ioctl
+
+    master, slave = pty.openpty()
+    ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, columns, 0, 0))
+    start = time.perf_counter()
+    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=slave)
+    os.close(slave)
+    chunks: list[tuple[float, bytes]] = []
+    try:
+        while proc.poll() is None or select.select([master], [], [], 0)[0]:
+            if not select.select([master], [], [], 0.02)[0]:
+                continue
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:  # the child closed its end
+                break
+            chunks.append((time.perf_counter() - start, chunk))
+    finally:
+        os.close(master)
+    return proc.wait(), chunks
+
+
 def startup_rows(model_dir: str | None, *, smoke: bool) -> dict[str, float] | None:
     """Seconds from starting a command to what a user first sees: `audiogen --help` done (best of 3), and for
-    `audiogen render` on a terminal (a pseudo-terminal, 100 columns) its first line and its first real bar.
+    `audiogen render` on a terminal (`run_on_terminal`) its first line and its first real bar.
     None where there are no pseudo-terminals (not POSIX)."""
-    try:
-        import pty
-        import select
-        import termios
-        from fcntl import ioctl
-    except ImportError:
-        return None
-    import struct
     import subprocess
     import sys
     import tempfile
     from pathlib import Path
-
-    import pretty_midi
 
     def best_help() -> float:
         best = math.inf
@@ -309,39 +336,24 @@ def startup_rows(model_dir: str | None, *, smoke: bool) -> dict[str, float] | No
 
     out = {"help_seconds": best_help()}
     with tempfile.TemporaryDirectory() as folder:
-        sketch = pretty_midi.PrettyMIDI(initial_tempo=120)
-        piano = pretty_midi.Instrument(program=0)
-        piano.notes += [pretty_midi.Note(90, 60 + 2 * i, i * 0.5, i * 0.5 + 0.4) for i in range(4)]
-        sketch.instruments.append(piano)
-        sketch.write(str(Path(folder) / "sketch.mid"))
+        bench_sketch(2.0).write(str(Path(folder) / "sketch.mid"))
         argv = [sys.executable, "-m", "audiogen", "render", str(Path(folder) / "sketch.mid"), "-o",
                 str(Path(folder) / "out.wav"), "--seconds", "1" if smoke else "2", "--device", "cpu"]
         if model_dir:
             argv += ["--model", str(model_dir)]
-        master, slave = pty.openpty()
-        ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
-        start = time.perf_counter()
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=slave)
-        os.close(slave)
-        seen = b""
         try:
-            while proc.poll() is None or select.select([master], [], [], 0)[0]:
-                if not select.select([master], [], [], 0.02)[0]:
-                    continue
-                try:
-                    chunk = os.read(master, 4096)
-                except OSError:  # the child closed its end
-                    break
-                now = time.perf_counter() - start
-                if chunk.strip() and "first_line_seconds" not in out:
-                    out["first_line_seconds"] = now
-                seen += chunk
-                if b"|" in seen and "first_bar_seconds" not in out:  # a tqdm bar: "render:  0%|"
-                    out["first_bar_seconds"] = now
-        finally:
-            os.close(master)
-            if proc.wait() != 0:
-                raise AudiogenError(f"bench: `audiogen render` for the start-up timing exited with {proc.returncode}")
+            code, chunks = run_on_terminal(argv)
+        except ImportError:
+            return None
+    if code != 0:
+        raise AudiogenError(f"bench: `audiogen render` for the start-up timing exited with {code}")
+    seen = b""
+    for seconds, chunk in chunks:
+        if chunk.strip() and "first_line_seconds" not in out:
+            out["first_line_seconds"] = seconds
+        seen += chunk
+        if b"|" in seen and "first_bar_seconds" not in out:  # a tqdm bar: "render:  0%|"
+            out["first_bar_seconds"] = seconds
     return out
 
 
