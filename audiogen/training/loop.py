@@ -22,6 +22,7 @@ import contextlib
 import csv
 import dataclasses
 import io
+import json
 import math
 import os
 import sys
@@ -71,6 +72,10 @@ class TrainConfig:
     # and `--resume` keeps it. Keep warmup_steps >= 2 * CALIBRATION_STEPS so no learning rate used
     # before the fit depends on it.
     fit_steps_to_budget: bool = False
+    # A validation scalar (e.g. `val_ce`, `val_mel`), lower is better: whenever an evaluation beats
+    # the best so far, its model is exported to OUT/best as well (`best.json` says the step). Many
+    # passes over a small corpus overfit late in a run; this keeps the model from before that.
+    keep_best: str = ""
 
     def validate(self) -> None:
         # Written `not <what is allowed>` so that NaN fails every check.
@@ -102,6 +107,8 @@ class TrainConfig:
             raise AudiogenError("train: max_minutes must be a finite number >= 0 (0 = no budget)")
         if self.fit_steps_to_budget and not self.max_minutes > 0:
             raise AudiogenError("train: fit_steps_to_budget needs a max_minutes budget")
+        if self.keep_best and not self.keep_best.replace("_", "").isalnum():
+            raise AudiogenError(f"train: keep_best must name a validation scalar such as val_ce, got {self.keep_best!r}")
 
     @property
     def last_step(self) -> int:
@@ -285,6 +292,19 @@ def run(
             saved.save(step=at_step, write_state=write_state)
         distributed.barrier()
 
+    def keep_if_best(at_step: int, result: dict[str, float]) -> None:
+        if cfg.keep_best not in result:
+            raise AudiogenError(f"train: keep_best names {cfg.keep_best!r}, which this task's validation does not "
+                                f"report (it reports {', '.join(sorted(result))})")
+        value, best_file = result[cfg.keep_best], out / "best" / "best.json"
+        try:  # the best of earlier invocations counts too (after --resume)
+            best = json.loads(best_file.read_text())[cfg.keep_best]
+        except (OSError, ValueError, KeyError):
+            best = math.inf
+        if value < best:  # NaN never is
+            task.export(out / "best")
+            write_json(best_file, {"step": at_step, cfg.keep_best: value})
+
     def evaluate(at_step: int) -> dict[str, float]:
         result: dict[str, float] = {}
         if main:
@@ -370,6 +390,8 @@ def run(
                 last_eval = evaluate(step)
                 if main and not quiet:
                     progress.write(f"step {step}: " + "  ".join(f"{k} {v:.4g}" for k, v in last_eval.items()))
+                if main and cfg.keep_best:
+                    keep_if_best(step, last_eval)
             if step % cfg.checkpoint_every == 0 or step == end or out_of_time:
                 save(step)
             if out_of_time:

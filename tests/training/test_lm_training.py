@@ -194,3 +194,21 @@ def test_fit_steps_to_budget_shortens_the_schedule_and_resume_keeps_it(dataset: 
     assert again.returncode == 0, again.stderr
     resumed = json.loads((tmp_path / "fit" / "final_metrics.json").read_text())
     assert resumed["step"] > 45 and resumed["schedule_steps"] == first["schedule_steps"]  # not fitted again
+
+
+def test_keep_best_exports_the_model_of_the_lowest_validation_score(dataset: Path, tmp_path: Path) -> None:
+    """`train.keep_best` keeps the best evaluation's model in OUT/best, loadable like the run itself."""
+    recipe = write_recipe(tmp_path / "lm.toml", dataset, steps=60, eval_every=15, keep_best="val_ce")
+    proc = audiogen("train", "lm", recipe, "-o", tmp_path / "run", "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    rows = eval_rows(tmp_path / "run")
+    scores = {int(r["step"]): float(r["val_ce"]) for r in rows}
+    best = json.loads((tmp_path / "run" / "best" / "best.json").read_text())
+    assert best["step"] == min(scores, key=scores.get) and best["val_ce"] == pytest.approx(min(scores.values()), rel=1e-5)
+    model = LM.load(tmp_path / "run" / "best")
+    assert (tmp_path / "run" / "best" / "codec" / "model.safetensors").exists()
+    if best["step"] != 60:  # the best is not the last: its weights differ from the run's
+        last = LM.load(tmp_path / "run")
+        assert any(not torch.equal(a, b) for a, b in zip(model.state_dict().values(), last.state_dict().values()))
+    wrong = audiogen("train", "lm", recipe, "-o", tmp_path / "wrong", "--quiet", "--train.keep_best=val_mel")
+    assert wrong.returncode == 2 and "keep_best" in wrong.stderr and len(wrong.stderr.strip().splitlines()) == 1

@@ -1,0 +1,52 @@
+"""Pack, on the CPU machine, what recipes/gpu/default_v2.sh needs besides the wheels (.whl/, pack.sh):
+the token dataset as .gpu/tokens.tar.gz and a subset of the Opus corpus (.gpu/corpus.tar, from pack.sh)
+as .gpu/audio.tar, for the decoder fine-tune. The subset keeps every held-out file (the same name
+hash as every recipe's `val_fraction = 0.05`) and training files up to --hours, so that it fits the
+device tool's 64 MiB carry beside the tokens.
+
+    python3 recipes/gpu/pack_v2.py --tokens data/tokens12 --hours 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import tarfile
+from pathlib import Path
+
+import soundfile as sf
+
+from audiogen.folders import is_validation
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tokens", required=True, help="token dataset folder (index.json + shards)")
+    parser.add_argument("--corpus-tar", default=".gpu/corpus.tar", help="pack.sh's Opus corpus (default: %(default)s)")
+    parser.add_argument("--hours", type=float, default=2.0, help="training audio to keep (default: %(default)s)")
+    parser.add_argument("--val-fraction", type=float, default=0.05)
+    args = parser.parse_args()
+    gpu = Path(".gpu")
+    with tarfile.open(gpu / "tokens.tar.gz", "w:gz", compresslevel=9) as tar:
+        tar.add(args.tokens, arcname=".")
+    kept, seconds = 0, 0.0
+    with tarfile.open(args.corpus_tar) as source, tarfile.open(gpu / "audio.tar", "w") as out:
+        members = {m.name: m for m in source.getmembers() if m.isfile()}
+        for name in sorted(n for n in members if n.endswith(".ogg")):
+            wav_name = Path(name).with_suffix(".wav").name
+            data = source.extractfile(members[name]).read()
+            length = sf.info(io.BytesIO(data)).duration
+            if not is_validation(wav_name, args.val_fraction) and seconds >= args.hours * 3600:
+                continue
+            seconds += 0 if is_validation(wav_name, args.val_fraction) else length
+            for member_name in (name, name[: -len(".ogg")] + ".mid"):
+                if member_name in members:
+                    out.addfile(members[member_name], io.BytesIO(source.extractfile(members[member_name]).read()))
+            kept += 1
+    for path in (gpu / "tokens.tar.gz", gpu / "audio.tar"):
+        print(f"{path}: {path.stat().st_size / 2**20:.1f} MiB")
+    print(f"{kept} audio files, {seconds / 3600:.2f} h for training")
+
+
+if __name__ == "__main__":
+    main()
