@@ -3,7 +3,7 @@
 # 12 h corpus (recipes/gpu/lm75.toml) and, side by side, the bundled codec's decoder fine-tuned with the
 # adversarial losses (encoder and quantizer frozen, so the tokens and the LM stay valid), each for
 # $MIN minutes; what they make is folded into $OUT (at most 8 files of 15 MiB). A rerun resumes both.
-# Prepare (CPU): sh recipes/gpu/pack.sh; python3 recipes/gpu/pack_v2.py --tokens data/tokens12 --hours 2
+# Prepare (CPU): sh recipes/gpu/pack.sh; python3 recipes/gpu/pack_v2.py --tokens data/tokens12 --hours 1.5
 # device run: bash recipes/gpu/default_v2.sh    carry: .whl .gpu    timeout_s: 540
 # Rehearse on a CPU: SMOKE=1 DEVICE=cpu OUT=runs/v2-smoke-out bash recipes/gpu/default_v2.sh
 set -u
@@ -16,7 +16,8 @@ fi
 export PYTHONUNBUFFERED=1 PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True
 [ "$DEVICE" = cpu ] || nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
 mkdir -p "$WORK" "$DATA/tokens"
-[ -f "$DATA/tokens/index.json" ] || tar -xzf .gpu/tokens.tar.gz -C "$DATA/tokens" || exit 1
+[ -f "$DATA/tokens/index.json" ] || $PY -c "import sys, tarfile; tarfile.open(sys.argv[1]).extractall(sys.argv[2], filter='data')" \
+    .gpu/tokens.tar.xz "$DATA/tokens" || exit 1
 KEEP=0; [ "$SMOKE" = 1 ] && KEEP=6
 $PY recipes/gpu/unpack_corpus.py "$DATA" --tar .gpu/audio.tar --keep "$KEEP" || exit 1
 echo "data ready after $(( $(date +%s) - START )) s"
@@ -41,10 +42,13 @@ wait
 echo "trained after $(( $(date +%s) - START )) s"
 tail -n 4 "$WORK/lm.log" "$WORK/decoder.log"
 R=$WORK/out
+# What comes back is at most about 60 MiB in all (on 2026-11-27 a fifth 15 MiB part did not come back): the LM's best
+# model (fp32, 29 MB; its last one only in the train state, which stays there) and the decoder (17 MB).
 for d in lm lm/best decoder; do
     mkdir -p "$R/$d"
-    cp "$WORK/$d"/{config.json,model.safetensors,final_metrics.json,eval_log.csv,train_log.csv,recipe.json,best.json} "$R/$d/" 2>/dev/null
+    cp "$WORK/$d"/{config.json,final_metrics.json,eval_log.csv,train_log.csv,recipe.json,best.json} "$R/$d/" 2>/dev/null
 done
+cp "$WORK/lm/best/model.safetensors" "$R/lm/best/" && cp "$WORK/decoder/model.safetensors" "$R/decoder/"
 cp "$WORK"/*.log "$R/"
 OUT=$R sh recipes/gpu/collect.sh "$DEV_OUT/parts"
 cat "$WORK/lm/final_metrics.json" "$WORK/lm/best/best.json" "$WORK/decoder/final_metrics.json"
