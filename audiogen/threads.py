@@ -1,4 +1,4 @@
-"""How many CPU threads inference uses (decode loops, prefill, the codec): all of torch's while the machine
+"""How many CPU threads inference uses (decode loops, prefill): all of torch's while the machine
 is idle, fewer while other processes keep cores busy.
 
     with threads.fitted() as refit:            # the count fits the load now; restored at the end
@@ -20,9 +20,9 @@ thread made 128). Linux only; elsewhere, or when /proc/stat cannot be read, the 
 
 What a seed fixes: the tokens do not depend on the thread count (the decode products split rows over
 threads, never one sum; tests/test_threads.py). The codec's small convolutions do round differently on
-one thread than on two (up to 1e-7, which can move a 16-bit sample by one step), so on a busy machine a
-seeded WAV can differ from an idle machine's in the last bit of a few samples; `AUDIOGEN_ADAPTIVE_THREADS=0`
-turns adapting off where bitwise-equal files matter more than speed. Training keeps its count
+one thread than on two (up to 1e-7, which can move a 16-bit sample by one step), so the codec does not
+adapt: it keeps the count it is given, and a seeded WAV is bitwise the same on a busy machine as on an
+idle one (it adapted until 2026-11-27, when that made a reproducibility test flaky). Training keeps its count
 (`--train.threads`), so resumed runs stay bitwise exact; it says so when it starts on a busy machine.
 """
 

@@ -140,3 +140,29 @@ def test_tokens_do_not_depend_on_the_thread_count(batch, two_threads, monkeypatc
         proc.wait()
     assert torch.equal(two, one)
     assert torch.equal(two, governed)
+
+
+@linux
+def test_the_codec_output_does_not_depend_on_the_load(two_threads, monkeypatch):
+    """The codec's convolutions round differently on one thread than on two, so it keeps the count it is
+    given: with adapting on and a core taken by another process, decode and encode are bitwise the idle ones."""
+    from audiogen.codec import CodecConfig, EncodecCodec
+
+    torch.manual_seed(0)
+    codec = EncodecCodec(CodecConfig(n_filters=4, dimension=16, ratios=[4, 4], num_codebooks=2,
+                                     max_codebooks=2, codebook_size=32, sample_rate=8000)).eval()
+    codes = torch.randint(0, 32, (2, 2, 400))
+    wav = torch.randn(2, 1, 8000) * 0.1
+    monkeypatch.setenv(threads.ENV, "0")
+    idle_wav, idle_codes = codec.decode(codes), codec.encode(wav)
+    torch.set_num_threads(1)
+    assert not torch.equal(codec.decode(codes), idle_wav)  # what a count chosen by the load would change
+    torch.set_num_threads(2)
+    monkeypatch.setenv(threads.ENV, "1")
+    proc = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.3)
+        assert torch.equal(codec.decode(codes), idle_wav) and torch.equal(codec.encode(wav), idle_codes)
+    finally:
+        proc.kill()
+        proc.wait()

@@ -21,7 +21,6 @@ import sys
 import torch
 from torch import nn
 
-from .. import threads
 
 
 @functools.cache
@@ -117,19 +116,20 @@ class Codec(nn.Module):
         T = self.num_frames(N)
         trim = self._long(T)  # a long input also gives freed memory back between chunks
         release_freed_memory()  # what reading and resampling the input left behind (one call: about 2 ms)
-        with threads.fitted() as refit:  # fewer threads while other processes keep cores busy
-            codes = self._encode_chunks(wav, T, trim, refit)
+        # The codec keeps the thread count it is given (no `threads.fitted()`): oneDNN's convolutions sum in an
+        # order that depends on the thread count (outputs up to 1e-7 apart: a 16-bit sample's last bit, in
+        # principle a code), so adapting to the machine's load would let a seeded WAV depend on what else ran.
+        codes = self._encode_chunks(wav, T, trim)
         assert codes.shape == (B, self.num_codebooks, T), f"{tuple(codes.shape)} != {(B, self.num_codebooks, T)}"
         return codes.long()
 
-    def _encode_chunks(self, wav: torch.Tensor, T: int, trim: bool, refit) -> torch.Tensor:
+    def _encode_chunks(self, wav: torch.Tensor, T: int, trim: bool) -> torch.Tensor:
         H = self.hop_length
         if T <= self.chunk_frames + 2 * self.context_frames:
             codes = self._encode_chunk(self._pad_to(wav, T * H))
         else:
             pieces = []
             for f0 in range(0, T, self.chunk_frames):
-                refit()
                 if trim:
                     release_freed_memory()  # the previous chunk's activations
                 f1 = min(T, f0 + self.chunk_frames)
@@ -151,19 +151,18 @@ class Codec(nn.Module):
         H = self.hop_length
         trim = self._long(T)  # a long input also gives freed memory back between chunks
         release_freed_memory()
-        with threads.fitted() as refit:  # fewer threads while other processes keep cores busy
-            wav = self._decode_chunks(codes, T, trim, refit)
+        # The thread count stays as given, as in encode (a seeded WAV must not depend on the machine's load).
+        wav = self._decode_chunks(codes, T, trim)
         assert wav.shape[-1] == T * H
         return wav if length is None else wav[..., :length]
 
-    def _decode_chunks(self, codes: torch.Tensor, T: int, trim: bool, refit) -> torch.Tensor:
+    def _decode_chunks(self, codes: torch.Tensor, T: int, trim: bool) -> torch.Tensor:
         H = self.hop_length
         if T <= self.chunk_frames + 2 * self.context_frames:
             wav = self._decode_chunk(codes)
         else:
             pieces = []
             for f0 in range(0, T, self.chunk_frames):
-                refit()
                 if trim:
                     release_freed_memory()
                 f1 = min(T, f0 + self.chunk_frames)
