@@ -22,7 +22,6 @@ import torch
 from torch import nn
 
 
-
 @functools.cache
 def _malloc_trim():
     if not sys.platform.startswith("linux"):
