@@ -154,10 +154,9 @@ def generate_tokens(
                 progress_bar.update(1)
                 if s + 1 < S:
                     step_input[:B, :, 0] = tokens
-                    if negative_steps is not None and use_guidance:  # its own known steps, else the tokens
-                        step_input[B:, :, 0] = torch.where(fixed[:, s], negative_steps[:, :, s], tokens)
-                    elif use_guidance:
-                        step_input[B:, :, 0] = tokens
+                    if use_guidance:  # the second rows read the same tokens (a negative prompt: its own known steps)
+                        step_input[B:, :, 0] = (tokens if negative_steps is None
+                                                else torch.where(fixed[:, s], negative_steps[:, :, s], tokens))
                     logits = model.decode_step(step_input, None if rows is None else rows[:, s + 1 : s + 2],
                                                drop_cond=drop, position=s + 1)
     finally:
