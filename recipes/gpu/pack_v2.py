@@ -33,15 +33,16 @@ def main() -> None:
     with tarfile.open(args.corpus_tar) as source, tarfile.open(gpu / "audio.tar", "w") as out:
         members = {m.name: m for m in source.getmembers() if m.isfile()}
         for name in sorted(n for n in members if n.endswith(".ogg")):
-            wav_name = Path(name).with_suffix(".wav").name
-            data = source.extractfile(members[name]).read()
-            length = sf.info(io.BytesIO(data)).duration
-            if not is_validation(wav_name, args.val_fraction) and seconds >= args.hours * 3600:
+            held_out = is_validation(Path(name).with_suffix(".wav").name, args.val_fraction)
+            if not held_out and seconds >= args.hours * 3600:
                 continue
-            seconds += 0 if is_validation(wav_name, args.val_fraction) else length
-            for member_name in (name, name[: -len(".ogg")] + ".mid"):
-                if member_name in members:
-                    out.addfile(members[member_name], io.BytesIO(source.extractfile(members[member_name]).read()))
+            data = source.extractfile(members[name]).read()
+            if not held_out:
+                seconds += sf.info(io.BytesIO(data)).duration
+            out.addfile(members[name], io.BytesIO(data))
+            midi = name[: -len(".ogg")] + ".mid"
+            if midi in members:
+                out.addfile(members[midi], source.extractfile(members[midi]))
             kept += 1
     for path in (gpu / "tokens.tar.xz", gpu / "audio.tar"):
         print(f"{path}: {path.stat().st_size / 2**20:.1f} MiB")
